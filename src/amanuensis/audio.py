@@ -1,0 +1,127 @@
+"""Decode anything PyAV/FFmpeg reads into float32 mono (or per-channel) samples at 16 kHz."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import av
+import numpy as np
+
+from .errors import AudioError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np.ndarray]  # noqa: UP007
+
+# A decoded stream shorter than its container declares by more than this is called truncated.
+_TRUNCATION_TOLERANCE_S = 0.5
+_TRUNCATION_TOLERANCE_RATIO = 0.05
+
+
+def _open(source: AudioSource) -> av.container.InputContainer:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise AudioError("the audio is empty (0 bytes)")
+        source = io.BytesIO(bytes(source))
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise AudioError(f"no such file: {path}")
+        if path.is_dir():
+            raise AudioError(f"{path} is a directory, not an audio file")
+        if path.stat().st_size == 0:
+            raise AudioError(f"{path.name} is empty (0 bytes)")
+        source = str(path)
+    try:
+        return av.open(source, mode="r", metadata_errors="ignore")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise AudioError(f"not a readable audio or video file ({_reason(exc)})") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", text.splitlines()[0])
+    return re.sub(r":\s*'[^']*'$", "", text)[:200]
+
+
+def _declared_seconds(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def decode_audio(
+    source: AudioSource,
+    sampling_rate: int = SAMPLE_RATE,
+    split_channels: bool = False,
+    check_truncation: bool = True,
+) -> np.ndarray:
+    """Decode `source` (path, bytes, file object or array) to float32 at `sampling_rate`.
+
+    Returns shape (n,) mixed to mono, or (channels, n) with `split_channels`. Raises AudioError for
+    empty, non-audio, truncated or silent-length input.
+    """
+    if isinstance(source, np.ndarray):
+        return _from_array(source, split_channels)
+    with _open(source) as container:
+        streams = container.streams.audio
+        if not streams:
+            raise AudioError("the file holds no audio stream")
+        stream = streams[0]
+        stream.thread_type = "AUTO"
+        channels = stream.codec_context.channels or 1
+        layout = "mono" if not split_channels else ("stereo" if channels == 2 else stream.layout.name)
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=sampling_rate)
+        pieces: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                frame.pts = None
+                for out in resampler.resample(frame):
+                    pieces.append(out.to_ndarray())
+            for out in resampler.resample(None):
+                pieces.append(out.to_ndarray())
+        except (av.error.FFmpegError, ValueError) as exc:
+            if not pieces:
+                raise AudioError(f"the audio could not be decoded ({_reason(exc)})") from exc
+            raise AudioError(f"the audio is corrupt or truncated ({_reason(exc)})") from exc
+        declared = _declared_seconds(container, stream)
+    if not pieces:
+        raise AudioError("the file holds no decodable audio (zero length)")
+    samples = np.concatenate(pieces, axis=1).astype(np.float32, copy=False)
+    if samples.shape[1] == 0:
+        raise AudioError("the file holds no decodable audio (zero length)")
+    decoded = samples.shape[1] / sampling_rate
+    if check_truncation and declared > 0:
+        missing = declared - decoded
+        if missing > max(_TRUNCATION_TOLERANCE_S, _TRUNCATION_TOLERANCE_RATIO * declared):
+            raise AudioError(
+                f"the audio is truncated: its header declares {declared:.2f} s but only "
+                f"{decoded:.2f} s could be decoded"
+            )
+    if split_channels:
+        return np.ascontiguousarray(samples)
+    return np.ascontiguousarray(samples[0])
+
+
+def _from_array(array: np.ndarray, split_channels: bool) -> np.ndarray:
+    if array.size == 0:
+        raise AudioError("the audio is empty (0 samples)")
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 1:
+        return array[None, :] if split_channels else array
+    if array.ndim == 2:
+        return array if split_channels else array.mean(axis=0)
+    raise AudioError(f"audio arrays must be 1-D or (channels, samples), got shape {array.shape}")
+
+
+def duration_seconds(samples: np.ndarray, sampling_rate: int = SAMPLE_RATE) -> float:
+    """Duration of decoded samples (last axis) in seconds."""
+    return samples.shape[-1] / sampling_rate

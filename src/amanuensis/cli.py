@@ -1,0 +1,214 @@
+"""Command line: amanuensis transcribe | models | serve | bench | jobs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import AmanuensisError
+
+log = logging.getLogger("amanuensis")
+
+PROGRESS_MIN_SECONDS = 60.0
+EXIT_BAD_INPUT = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree."""
+    from .formats import FORMATS
+
+    parser = OneLineParser(prog="amanuensis", description="Self-hosted speech-to-text on Whisper.")
+    parser.add_argument("--version", action="version", version=f"amanuensis {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    tr = commands.add_parser("transcribe", help="transcribe audio or video files")
+    tr.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    tr.add_argument("--model", default=None, help="model name or directory (default: embedded tiny.en)")
+    tr.add_argument("--format", default="text", choices=FORMATS, help="output format (default: text)")
+    tr.add_argument("--language", default=None, help="language code; detected when omitted")
+    tr.add_argument("--task", default="transcribe", choices=("transcribe", "translate"))
+    tr.add_argument("--word-timestamps", action="store_true", help="time every word")
+    tr.add_argument("--beam-size", type=_positive_int, default=5)
+    tr.add_argument("--temperature", type=float, default=None, help="a single temperature (no fallback)")
+    tr.add_argument("--prompt", default=None, help="initial prompt (vocabulary, spelling, style)")
+    tr.add_argument("--no-vad", dest="vad_filter", action="store_false", help="do not skip silence")
+    tr.add_argument("--multilingual", action="store_true", help="detect the language of every window")
+    tr.add_argument("--diarize", action="store_true", help="label speakers")
+    tr.add_argument("--min-speakers", type=_positive_int, default=None)
+    tr.add_argument("--max-speakers", type=_positive_int, default=None)
+    tr.add_argument("--output-dir", type=Path, default=None, help="write FILE-stem.EXT here")
+    tr.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    tr.add_argument("--compute-type", default="auto", help="int8, float16, float32 … (default: auto)")
+    tr.set_defaults(handler=cmd_transcribe)
+
+    models = commands.add_parser("models", help="list the models available without a download")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(handler=cmd_models)
+
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    try:
+        from .server import add_serve_arguments
+
+        add_serve_arguments(serve)
+        serve.set_defaults(handler=cmd_serve)
+    except ImportError as exc:  # the server package failed to import: say so when it is used
+        reason = str(exc)
+        serve.set_defaults(handler=lambda args: _unavailable("serve", reason))
+
+    bench = commands.add_parser("bench", help="benchmarks against peers (frontend, e2e)")
+    bench.add_argument("which", choices=("frontend", "e2e"))
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.set_defaults(handler=cmd_bench)
+
+    from .jobs_cli import add_jobs_arguments
+
+    add_jobs_arguments(commands)
+    return parser
+
+
+def _unavailable(command: str, reason: str) -> int:
+    sys.stderr.write(f"amanuensis: error: '{command}' is unavailable: {reason}\n")
+    return EXIT_BAD_INPUT
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Print the locally available models."""
+    import json
+
+    from .models import list_models
+
+    found = list_models()
+    if args.json:
+        sys.stdout.write(json.dumps([m.to_dict() for m in found], indent=2) + "\n")
+        return 0
+    sys.stdout.write(f"{'name':<10} {'languages':<13} {'size':>9}  {'source':<9} path\n")
+    for m in found:
+        langs = "multilingual" if m.multilingual else "English"
+        sys.stdout.write(f"{m.name:<10} {langs:<13} {m.size_bytes / 1e6:>7.1f}MB  {m.source:<9} {m.path}\n")
+    return 0
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    """Transcribe each file; write to stdout or --output-dir."""
+    from .audio import decode_audio
+    from .formats import EXTENSIONS, render
+    from .pipeline import DEFAULT_TEMPERATURES, TranscribeOptions, Transcriber
+
+    options = TranscribeOptions(
+        language=args.language,
+        task=args.task,
+        beam_size=args.beam_size,
+        temperature=DEFAULT_TEMPERATURES if args.temperature is None else args.temperature,
+        initial_prompt=args.prompt,
+        vad_filter=args.vad_filter,
+        word_timestamps=args.word_timestamps,
+        multilingual=args.multilingual,
+        diarize=args.diarize,
+        min_speakers=args.min_speakers,
+        max_speakers=args.max_speakers,
+    )
+    transcriber = Transcriber(args.model, device=args.device, compute_type=args.compute_type)
+    options.validate(transcriber.info)
+    if args.output_dir:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for path in args.files:
+        try:
+            samples = decode_audio(path)
+            with _progress_bar(len(samples) / 16000, path.name) as progress:
+                transcript = transcriber.transcribe(samples, options, progress=progress)
+        except AmanuensisError as exc:
+            sys.stderr.write(f"amanuensis: error: {path}: {exc}\n")
+            failures += 1
+            continue
+        output = render(transcript, args.format)
+        if args.output_dir:
+            target = args.output_dir / f"{path.stem}.{EXTENSIONS[args.format]}"
+            target.write_text(output, encoding="utf-8")
+            log.info("wrote %s", target)
+        else:
+            if len(args.files) > 1:
+                sys.stdout.write(f"==> {path} <==\n")
+            sys.stdout.write(output if output.endswith("\n") else output + "\n")
+            sys.stdout.flush()
+    return EXIT_BAD_INPUT if failures else 0
+
+
+class _progress_bar:
+    """A tqdm bar on stderr for audio longer than a minute; silent when stderr is not a TTY."""
+
+    def __init__(self, total_seconds: float, name: str) -> None:
+        self.bar = None
+        if total_seconds >= PROGRESS_MIN_SECONDS and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=round(total_seconds, 1), desc=name, unit="s", file=sys.stderr, leave=False)
+
+    def __enter__(self):
+        return self.update if self.bar is not None else None
+
+    def update(self, done: float, total: float) -> None:
+        if self.bar is not None:
+            self.bar.n = round(min(done, total), 1)
+            self.bar.refresh()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the HTTP server (see amanuensis.server)."""
+    from .server import serve_from_args
+
+    return serve_from_args(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Dispatch to amanuensis.bench.<which>.main(rest)."""
+    import importlib
+
+    module = importlib.import_module(f"amanuensis.bench.{args.which}")
+    return int(module.main(list(args.rest)) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `amanuensis` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except AmanuensisError as exc:
+        sys.stderr.write(f"amanuensis: error: {exc}\n")
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""Writers for every output format: json, verbose_json, text, srt, vtt, tsv."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .errors import OptionsError
+from .transcript import Segment, Transcript
+
+FORMATS = ("json", "verbose_json", "text", "srt", "vtt", "tsv")
+MEDIA_TYPES = {
+    "json": "application/json",
+    "verbose_json": "application/json",
+    "text": "text/plain; charset=utf-8",
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+    "tsv": "text/tab-separated-values; charset=utf-8",
+}
+EXTENSIONS = {"json": "json", "verbose_json": "json", "text": "txt", "srt": "srt", "vtt": "vtt", "tsv": "tsv"}
+MAX_LINE_CHARS = 42
+MAX_CUE_LINES = 2
+
+
+@dataclass
+class Cue:
+    """One subtitle cue: a time span and the (unwrapped) text shown during it."""
+
+    start: float
+    end: float
+    text: str
+    speaker: str | None = None
+
+
+def check_format(fmt: str) -> str:
+    """Return `fmt` if known, else raise OptionsError naming response_format."""
+    if fmt not in FORMATS:
+        raise OptionsError(
+            f"unknown response_format {fmt!r}: use one of {', '.join(FORMATS)}", "response_format"
+        )
+    return fmt
+
+
+def media_type(fmt: str) -> str:
+    """The HTTP Content-Type of a format."""
+    return MEDIA_TYPES[check_format(fmt)]
+
+
+def render(transcript: Transcript, fmt: str) -> str:
+    """Render a transcript in `fmt` (one of FORMATS)."""
+    return _WRITERS[check_format(fmt)](transcript)
+
+
+def _segment_json(segment: Segment, verbose: bool) -> dict:
+    data: dict = {"id": segment.id, "start": segment.start, "end": segment.end, "text": segment.text.strip()}
+    if verbose:
+        data = {
+            "id": segment.id,
+            "seek": int(segment.start * 100),
+            "start": segment.start,
+            "end": segment.end,
+            "text": segment.text,
+            "tokens": segment.tokens,
+            "temperature": segment.temperature,
+            "avg_logprob": segment.avg_logprob,
+            "compression_ratio": segment.compression_ratio,
+            "no_speech_prob": segment.no_speech_prob,
+        }
+    if segment.speaker is not None:
+        data["speaker"] = segment.speaker
+    if segment.language is not None and verbose:
+        data["language"] = segment.language
+    if segment.words is not None:
+        data["words"] = [_word_json(w) for w in segment.words]
+    return data
+
+
+def _word_json(word) -> dict:
+    data = {"word": word.word, "start": word.start, "end": word.end, "probability": word.probability}
+    if word.speaker is not None:
+        data["speaker"] = word.speaker
+    return data
+
+
+def to_json(transcript: Transcript) -> str:
+    """Text, language, duration and segments (with words and speakers where present)."""
+    data = {
+        "text": transcript.text,
+        "language": transcript.language,
+        "duration": round(transcript.duration, 3),
+        "segments": [_segment_json(s, verbose=False) for s in transcript.segments],
+    }
+    if transcript.speakers:
+        data["speakers"] = transcript.speakers
+    return json.dumps(data, ensure_ascii=False)
+
+
+def to_verbose_json(transcript: Transcript) -> str:
+    """OpenAI's verbose_json shape: task, language, duration, text, segments, words."""
+    data: dict = {
+        "task": transcript.task,
+        "language": transcript.language,
+        "duration": round(transcript.duration, 3),
+        "text": transcript.text,
+        "segments": [_segment_json(s, verbose=True) for s in transcript.segments],
+    }
+    words = [w for s in transcript.segments for w in (s.words or [])]
+    if any(s.words is not None for s in transcript.segments):
+        data["words"] = [_word_json(w) for w in words]
+    if transcript.speakers:
+        data["speakers"] = transcript.speakers
+    return json.dumps(data, ensure_ascii=False)
+
+
+def to_text(transcript: Transcript) -> str:
+    """Plain text; when diarized, one paragraph per speaker turn prefixed with its label."""
+    if not transcript.speakers:
+        return transcript.text.strip() + "\n"
+    lines: list[str] = []
+    current: str | None = None
+    for segment in transcript.segments:
+        text = segment.text.strip()
+        if not text:
+            continue
+        if segment.speaker != current or not lines:
+            current = segment.speaker
+            lines.append(f"[{current}] {text}" if current else text)
+        else:
+            lines[-1] += " " + text
+    return "\n".join(lines) + "\n"
+
+
+def to_tsv(transcript: Transcript) -> str:
+    """Whisper's TSV: start and end in integer milliseconds, text; a speaker column when diarized."""
+    diarized = bool(transcript.speakers)
+    rows = ["start\tend\ttext" + ("\tspeaker" if diarized else "")]
+    for segment in transcript.segments:
+        text = " ".join(segment.text.split()).replace("\t", " ")
+        row = f"{round(segment.start * 1000)}\t{round(segment.end * 1000)}\t{text}"
+        rows.append(row + (f"\t{segment.speaker or ''}" if diarized else ""))
+    return "\n".join(rows) + "\n"
+
+
+def timestamp(seconds: float, separator: str) -> str:
+    """HH:MM:SS{separator}mmm for subtitle formats."""
+    millis = max(0, round(seconds * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def wrap_lines(text: str, width: int = MAX_LINE_CHARS) -> list[str]:
+    """Greedy word wrap at `width` characters (a single longer word stands alone)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
+def cues(transcript: Transcript) -> list[Cue]:
+    """Segments cut into cues of at most two wrapped lines, with monotonic, non-overlapping times."""
+    result: list[Cue] = []
+    previous_end = 0.0
+    for segment in transcript.segments:
+        for cue in _split_segment(segment):
+            start = max(cue.start, previous_end)
+            end = max(cue.end, start + 0.001)
+            result.append(Cue(start, end, cue.text, cue.speaker))
+            previous_end = end
+    return result
+
+
+def _label(speaker: str | None) -> str:
+    return f"[{speaker}] " if speaker else ""
+
+
+def _fits(text: str, speaker: str | None) -> bool:
+    return len(wrap_lines(_label(speaker) + text)) <= MAX_CUE_LINES
+
+
+def _split_segment(segment: Segment) -> Iterator[Cue]:
+    """Cut a segment into cues that fit two lines with the speaker label (by words when timed)."""
+    text = " ".join(segment.text.split())
+    if not text:
+        return
+    if _fits(text, segment.speaker):
+        yield Cue(segment.start, segment.end, text, segment.speaker)
+    elif segment.words:
+        yield from _split_by_words(segment)
+    else:
+        pieces = [" ".join(p) for p in _chunk_words(text.split(), segment.speaker)]
+        total = sum(len(p) for p in pieces) or 1
+        start, span = segment.start, segment.end - segment.start
+        for piece in pieces:
+            end = start + span * len(piece) / total
+            yield Cue(start, end, piece, segment.speaker)
+            start = end
+
+
+def _chunk_words(words: list[str], speaker: str | None) -> Iterator[list[str]]:
+    piece: list[str] = []
+    for word in words:
+        if piece and not _fits(" ".join([*piece, word]), speaker):
+            yield piece
+            piece = []
+        piece.append(word)
+    if piece:
+        yield piece
+
+
+def _split_by_words(segment: Segment) -> Iterator[Cue]:
+    group: list = []
+    for word in segment.words or []:
+        if group and not _fits("".join(w.word for w in [*group, word]).strip(), segment.speaker):
+            yield Cue(group[0].start, group[-1].end, "".join(w.word for w in group).strip(), segment.speaker)
+            group = []
+        group.append(word)
+    if group:
+        yield Cue(group[0].start, group[-1].end, "".join(w.word for w in group).strip(), segment.speaker)
+
+
+def to_srt(transcript: Transcript) -> str:
+    """SubRip: numbered cues, HH:MM:SS,mmm times, `[SPEAKER_00]` prefix when diarized."""
+    blocks = []
+    for index, cue in enumerate(cues(transcript), start=1):
+        lines = "\n".join(wrap_lines(_label(cue.speaker) + cue.text))
+        blocks.append(f"{index}\n{timestamp(cue.start, ',')} --> {timestamp(cue.end, ',')}\n{lines}\n")
+    return "\n".join(blocks)
+
+
+def to_vtt(transcript: Transcript) -> str:
+    """WebVTT: HH:MM:SS.mmm times, `<v SPEAKER_00>` voice tag when diarized."""
+    blocks = ["WEBVTT\n"]
+    for cue in cues(transcript):
+        lines = "\n".join(wrap_lines(_label(cue.speaker) + cue.text))
+        if cue.speaker:
+            lines = lines.removeprefix(_label(cue.speaker))
+            lines = f"<v {cue.speaker}>{lines}"
+        blocks.append(f"{timestamp(cue.start, '.')} --> {timestamp(cue.end, '.')}\n{lines}\n")
+    return "\n".join(blocks)
+
+
+_WRITERS = {
+    "json": to_json,
+    "verbose_json": to_verbose_json,
+    "text": to_text,
+    "srt": to_srt,
+    "vtt": to_vtt,
+    "tsv": to_tsv,
+}

@@ -1,0 +1,311 @@
+"""transcribe(audio, options) -> Transcript, on CTranslate2 through faster-whisper's WhisperModel."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .audio import SAMPLE_RATE, AudioSource, decode_audio
+from .errors import ModelError, OptionsError
+from .models import ModelInfo, resolve_model
+from .transcript import Segment, Transcript, Word
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, float], None]
+"""Called as progress(done_seconds, total_seconds) while transcribing."""
+SegmentCallback = Callable[[Segment], None]
+"""Called with each segment as soon as it is decoded."""
+
+TASKS = ("transcribe", "translate")
+DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+@dataclass
+class TranscribeOptions:
+    """Everything a caller can ask of one transcription."""
+
+    language: str | None = None
+    task: str = "transcribe"
+    beam_size: int = 5
+    best_of: int = 5
+    temperature: float | Sequence[float] = DEFAULT_TEMPERATURES
+    initial_prompt: str | None = None
+    condition_on_previous_text: bool = True
+    vad_filter: bool = True
+    word_timestamps: bool = False
+    multilingual: bool = False
+    diarize: bool = False
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def validate(self, model: ModelInfo) -> None:
+        """Raise OptionsError naming the first option that cannot be honoured by `model`."""
+        if self.task not in TASKS:
+            raise OptionsError(f"task must be one of {', '.join(TASKS)}, not {self.task!r}", "task")
+        if not 1 <= self.beam_size <= 20:
+            raise OptionsError(f"beam_size must be between 1 and 20, not {self.beam_size}", "beam_size")
+        temps = self.temperatures
+        if not temps or any(not 0.0 <= t <= 1.0 for t in temps):
+            raise OptionsError("temperature must be between 0 and 1", "temperature")
+        if self.language is not None and self.language not in model.languages:
+            raise OptionsError(
+                f"language {self.language!r} is not supported by model {model.name}"
+                + (" (an English-only model)" if not model.multilingual else ""),
+                "language",
+            )
+        if self.task == "translate" and not model.multilingual:
+            raise OptionsError(
+                f"model {model.name} is English-only and cannot translate; use a multilingual model such as base",
+                "task",
+            )
+        for name in ("min_speakers", "max_speakers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise OptionsError(f"{name} must be at least 1", name)
+        if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:
+            raise OptionsError("min_speakers must not exceed max_speakers", "min_speakers")
+
+    @property
+    def temperatures(self) -> tuple[float, ...]:
+        """The temperature fallback schedule as a tuple."""
+        if isinstance(self.temperature, (int, float)):
+            return (float(self.temperature),)
+        return tuple(float(t) for t in self.temperature)
+
+
+def default_cpu_threads() -> int:
+    """Threads for CTranslate2: AMANUENSIS_CPU_THREADS or every core."""
+    return int(os.environ.get("AMANUENSIS_CPU_THREADS", "0")) or (os.cpu_count() or 1)
+
+
+def default_compute_type(device: str) -> str:
+    """int8 on CPU (fastest there), float16 on CUDA; AMANUENSIS_COMPUTE_TYPE overrides."""
+    chosen = os.environ.get("AMANUENSIS_COMPUTE_TYPE")
+    if chosen:
+        return chosen
+    import ctranslate2
+
+    on_cuda = device == "cuda" or (device == "auto" and ctranslate2.get_cuda_device_count() > 0)
+    return "float16" if on_cuda else "int8"
+
+
+class Transcriber:
+    """A loaded model and the front end; thread-safe `transcribe()` calls."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str = "auto",
+        compute_type: str = "auto",
+        cpu_threads: int | None = None,
+        frontend: object | None = None,
+    ) -> None:
+        from faster_whisper import WhisperModel
+
+        self.info = resolve_model(model)
+        self.device = device
+        compute_type = default_compute_type(device) if compute_type == "auto" else compute_type
+        try:
+            self.whisper = WhisperModel(
+                self.info.path,
+                device=device,
+                compute_type=compute_type,
+                cpu_threads=cpu_threads or default_cpu_threads(),
+                local_files_only=True,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ModelError(f"model {self.info.name} could not be loaded: {exc}") from exc
+        self.compute_type = compute_type
+        if frontend is None:
+            from .features.chain import default_chain
+
+            frontend = default_chain()
+        self.frontend = frontend
+        self._install_frontend(frontend)
+        self._lock = threading.Lock()
+
+    def _install_frontend(self, frontend: object) -> None:
+        from .features.adapter import FeatureExtractorAdapter
+
+        self.whisper.feature_extractor = FeatureExtractorAdapter(frontend, self.whisper.feature_extractor)
+
+    @property
+    def name(self) -> str:
+        """The resolved model name."""
+        return self.info.name
+
+    def transcribe(
+        self,
+        audio: AudioSource,
+        options: TranscribeOptions | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+        on_segment: SegmentCallback | None = None,
+    ) -> Transcript:
+        """Transcribe `audio` (path, bytes, file object or 16 kHz float32 array) into a Transcript."""
+        options = options or TranscribeOptions()
+        options.validate(self.info)
+        samples = decode_audio(audio)
+        duration = len(samples) / SAMPLE_RATE
+        segments, language, probability = self._decode(samples, options, duration, progress, on_segment)
+        transcript = Transcript(
+            text="".join(s.text for s in segments).strip(),
+            language=language,
+            duration=duration,
+            segments=segments,
+            language_probability=probability,
+            task=options.task,
+            model=self.info.name,
+        )
+        if options.diarize:
+            from .diarize import diarize_transcript
+
+            transcript = diarize_transcript(
+                samples, transcript, min_speakers=options.min_speakers, max_speakers=options.max_speakers
+            )
+        return transcript
+
+    def iter_segments(
+        self, samples: np.ndarray, options: TranscribeOptions
+    ) -> tuple[Iterator[Segment], str, float]:
+        """Start decoding; returns (lazy segment iterator, language, language probability)."""
+        options.validate(self.info)
+        raw, info = self.whisper.transcribe(
+            samples,
+            language=options.language,
+            task=options.task,
+            beam_size=options.beam_size,
+            best_of=options.best_of,
+            temperature=list(options.temperatures),
+            initial_prompt=options.initial_prompt,
+            condition_on_previous_text=options.condition_on_previous_text,
+            vad_filter=options.vad_filter,
+            word_timestamps=options.word_timestamps,
+            multilingual=options.multilingual and self.info.multilingual,
+        )
+        language = info.language or options.language or "en"
+        return (_convert(s) for s in raw), language, float(info.language_probability or 1.0)
+
+    def _decode(
+        self,
+        samples: np.ndarray,
+        options: TranscribeOptions,
+        duration: float,
+        progress: ProgressCallback | None,
+        on_segment: SegmentCallback | None,
+    ) -> tuple[list[Segment], str, float]:
+        with self._lock:
+            if options.multilingual and self.info.multilingual and options.language is None:
+                return self._decode_multilingual(samples, options, duration, progress, on_segment)
+            iterator, language, probability = self.iter_segments(samples, options)
+            segments = self._collect(iterator, language, 0.0, duration, progress, on_segment, [])
+        if progress:
+            progress(duration, duration)
+        return segments, language, probability
+
+    def _collect(
+        self,
+        iterator: Iterator[Segment],
+        language: str,
+        offset: float,
+        duration: float,
+        progress: ProgressCallback | None,
+        on_segment: SegmentCallback | None,
+        segments: list[Segment],
+    ) -> list[Segment]:
+        """Number, shift by `offset` seconds, label and report each segment as it arrives."""
+        for segment in iterator:
+            _shift(segment, offset, duration)
+            segment.id = len(segments)
+            segment.language = language
+            segments.append(segment)
+            if on_segment:
+                on_segment(segment)
+            if progress:
+                progress(min(segment.end, duration), duration)
+        return segments
+
+    def _decode_multilingual(
+        self,
+        samples: np.ndarray,
+        options: TranscribeOptions,
+        duration: float,
+        progress: ProgressCallback | None,
+        on_segment: SegmentCallback | None,
+    ) -> tuple[list[Segment], str, float]:
+        """Transcribe each run of one language with that language fixed (see amanuensis.languages)."""
+        from dataclasses import replace
+
+        from .languages import language_runs
+
+        runs = language_runs(self.whisper, samples)
+        segments: list[Segment] = []
+        for run in runs:
+            fixed = replace(options, language=run.language, multilingual=False)
+            iterator, _, _ = self.iter_segments(samples[run.start : run.end], fixed)
+            self._collect(iterator, run.language, run.start / SAMPLE_RATE, duration, progress, on_segment, segments)
+        if progress:
+            progress(duration, duration)
+        return segments, runs[0].language, runs[0].probability
+
+
+def _shift(segment: Segment, offset: float, duration: float) -> None:
+    """Move a segment (and its words) by `offset` seconds, keeping it inside [0, duration]."""
+    segment.start = min(round(segment.start + offset, 3), duration)
+    segment.end = min(round(segment.end + offset, 3), duration)
+    for word in segment.words or []:
+        word.start = min(round(word.start + offset, 3), duration)
+        word.end = min(round(word.end + offset, 3), duration)
+
+
+def _convert(raw: object) -> Segment:
+    words = None
+    if getattr(raw, "words", None) is not None:
+        words = [
+            Word(word=w.word, start=round(w.start, 3), end=round(w.end, 3), probability=round(w.probability, 4))
+            for w in raw.words
+        ]
+    return Segment(
+        id=raw.id,
+        start=round(raw.start, 3),
+        end=round(raw.end, 3),
+        text=raw.text,
+        avg_logprob=float(raw.avg_logprob),
+        no_speech_prob=float(raw.no_speech_prob),
+        compression_ratio=float(raw.compression_ratio),
+        temperature=float(raw.temperature or 0.0),
+        tokens=list(raw.tokens),
+        words=words,
+    )
+
+
+_default_lock = threading.Lock()
+_default: dict[str, Transcriber] = {}
+
+
+def get_transcriber(model: str | None = None) -> Transcriber:
+    """A process-wide cached Transcriber for `model` (loaded on first use)."""
+    key = model or "tiny.en"
+    with _default_lock:
+        if key not in _default:
+            _default[key] = Transcriber(model)
+        return _default[key]
+
+
+def transcribe(
+    audio: AudioSource,
+    options: TranscribeOptions | None = None,
+    model: str | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    on_segment: SegmentCallback | None = None,
+) -> Transcript:
+    """Transcribe `audio` with the cached model `model` (default: the embedded tiny.en)."""
+    return get_transcriber(model).transcribe(audio, options, progress=progress, on_segment=on_segment)

@@ -1,0 +1,72 @@
+"""The typed result of a transcription: a Transcript of Segments of Words."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Word:
+    """One word with its time span in seconds (original audio time) and probability."""
+
+    word: str
+    start: float
+    end: float
+    probability: float
+    speaker: str | None = None
+
+
+@dataclass
+class Segment:
+    """A span of text with its time span in seconds and decoder statistics."""
+
+    id: int
+    start: float
+    end: float
+    text: str
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+    temperature: float = 0.0
+    tokens: list[int] = field(default_factory=list)
+    words: list[Word] | None = None
+    speaker: str | None = None
+    language: str | None = None
+
+
+@dataclass
+class Transcript:
+    """A whole transcription: text, language, duration and segments."""
+
+    text: str
+    language: str
+    duration: float
+    segments: list[Segment]
+    language_probability: float = 1.0
+    task: str = "transcribe"
+    model: str = ""
+
+    @property
+    def speakers(self) -> list[str]:
+        """Distinct speaker labels in order of first appearance (empty when not diarized)."""
+        seen: list[str] = []
+        for segment in self.segments:
+            if segment.speaker and segment.speaker not in seen:
+                seen.append(segment.speaker)
+        return seen
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain-JSON view of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transcript:
+        """Inverse of to_dict (used by the job store)."""
+        segments = []
+        for raw in data.get("segments", []):
+            raw = dict(raw)
+            words = raw.pop("words", None)
+            segments.append(Segment(**raw, words=[Word(**w) for w in words] if words is not None else None))
+        fields = {k: v for k, v in data.items() if k != "segments"}
+        return cls(segments=segments, **fields)
