@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -23,6 +23,7 @@ SegmentCallback = Callable[[Segment], None]
 """Called with each segment as soon as it is decoded."""
 
 TASKS = ("transcribe", "translate")
+MODES = ("batched", "sequential")
 DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
@@ -43,12 +44,15 @@ class TranscribeOptions:
     diarize: bool = False
     min_speakers: int | None = None
     max_speakers: int | None = None
+    mode: str = "batched"
     extra: dict = field(default_factory=dict)
 
     def validate(self, model: ModelInfo) -> None:
         """Raise OptionsError naming the first option that cannot be honoured by `model`."""
         if self.task not in TASKS:
             raise OptionsError(f"task must be one of {', '.join(TASKS)}, not {self.task!r}", "task")
+        if self.mode not in MODES:
+            raise OptionsError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}", "mode")
         if not 1 <= self.beam_size <= 20:
             raise OptionsError(f"beam_size must be between 1 and 20, not {self.beam_size}", "beam_size")
         temps = self.temperatures
@@ -85,6 +89,11 @@ def default_cpu_threads() -> int:
     return int(os.environ.get("AMANUENSIS_CPU_THREADS", "0")) or (os.cpu_count() or 1)
 
 
+def default_batch_size() -> int:
+    """30 s chunks decoded together in batched mode: AMANUENSIS_BATCH_SIZE or 8."""
+    return max(1, int(os.environ.get("AMANUENSIS_BATCH_SIZE", "8")))
+
+
 def default_compute_type(device: str) -> str:
     """int8 on CPU (fastest there), float16 on CUDA; AMANUENSIS_COMPUTE_TYPE overrides."""
     chosen = os.environ.get("AMANUENSIS_COMPUTE_TYPE")
@@ -106,6 +115,7 @@ class Transcriber:
         compute_type: str = "auto",
         cpu_threads: int | None = None,
         frontend: object | None = None,
+        batch_size: int | None = None,
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -130,6 +140,17 @@ class Transcriber:
         self.frontend = frontend
         self._install_frontend(frontend)
         self._lock = threading.Lock()
+        self._batched: object | None = None
+        self.batch_size = batch_size or default_batch_size()
+
+    @property
+    def batched(self) -> object:
+        """The BatchedTranscriber on this model (created on first use)."""
+        if self._batched is None:
+            from .batched import BatchedTranscriber
+
+            self._batched = BatchedTranscriber(self, batch_size=self.batch_size)
+        return self._batched
 
     def _install_frontend(self, frontend: object) -> None:
         from .features.adapter import FeatureExtractorAdapter
@@ -154,7 +175,13 @@ class Transcriber:
         options.validate(self.info)
         samples = decode_audio(audio)
         duration = len(samples) / SAMPLE_RATE
-        segments, language, probability = self._decode(samples, options, duration, progress, on_segment)
+        if options.diarize:
+            from .diarize.encoder import get_encoder
+
+            get_encoder()  # raises DiarizationUnavailableError before any decoding work
+        # Diarization splits segments at word boundaries, so it decodes with word times.
+        decode_options = replace(options, word_timestamps=True) if options.diarize else options
+        segments, language, probability = self._decode(samples, decode_options, duration, progress, on_segment)
         transcript = Transcript(
             text="".join(s.text for s in segments).strip(),
             language=language,
@@ -170,6 +197,9 @@ class Transcriber:
             transcript = diarize_transcript(
                 samples, transcript, min_speakers=options.min_speakers, max_speakers=options.max_speakers
             )
+            if not options.word_timestamps:
+                for segment in transcript.segments:
+                    segment.words = None
         return transcript
 
     def iter_segments(
@@ -204,6 +234,8 @@ class Transcriber:
         with self._lock:
             if options.multilingual and self.info.multilingual and options.language is None:
                 return self._decode_multilingual(samples, options, duration, progress, on_segment)
+            if options.mode == "batched":
+                return self.batched.transcribe(samples, options, progress=progress, on_segment=on_segment)
             iterator, language, probability = self.iter_segments(samples, options)
             segments = self._collect(iterator, language, 0.0, duration, progress, on_segment, [])
         if progress:
@@ -241,8 +273,6 @@ class Transcriber:
         on_segment: SegmentCallback | None,
     ) -> tuple[list[Segment], str, float]:
         """Transcribe each run of one language with that language fixed (see amanuensis.languages)."""
-        from dataclasses import replace
-
         from .languages import language_runs
 
         runs = language_runs(self.whisper, samples)

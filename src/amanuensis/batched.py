@@ -1,0 +1,356 @@
+"""The batched pipeline: VAD -> ≤30 s chunks -> batched decoding in lanes -> segments in original time.
+
+Accuracy comes from keeping what sequential decoding keeps. The speech of a window is dealt into
+`batch_size` lanes of consecutive speech; each batch step decodes the next chunk of every lane,
+prompted with the previous text of its own lane. Like Whisper's seek, a lane goes on from the last
+timestamp the model closed when it left speech undecoded at the end of a chunk (a sentence cut at a
+pause) or fell into a loop, so nothing is skipped. Failing chunks fall back to higher temperatures.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .chunking import CHUNK_SAMPLES, Chunk, next_chunk, plan_lanes, split_long_regions
+from .decoding import Decoded, DecodeSettings, is_loop
+from .engine import ChunkJob, WhisperEngine
+from .transcript import Segment, Word
+from .vad import SileroVad, VadOptions, default_vad, detect_speech
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, float], None]
+SegmentCallback = Callable[[Segment], None]
+RunBatch = Callable[[list[ChunkJob]], list[Decoded]]
+PROMPT_RESET_TEMPERATURE = 0.5
+
+
+@dataclass
+class Profile:
+    """Seconds per stage in the last transcribe() call (engine stages include concurrent callers')."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    chunks: int = 0
+    speech_seconds: float = 0.0
+
+
+@dataclass
+class _Context:
+    """What every batch step of one transcribe() call needs."""
+
+    samples: np.ndarray
+    probs: np.ndarray
+    tokenizer: object
+    settings: DecodeSettings
+    condition: bool
+    per_language: bool
+    language: str
+    initial: list[int] = field(default_factory=list)
+    chunks: int = 0
+
+
+class BatchedTranscriber:
+    """Batched decoding on a Transcriber's model and front end."""
+
+    def __init__(
+        self,
+        transcriber: object,
+        batch_size: int = 8,
+        lane_steps: int = 8,
+        vad_options: VadOptions | None = None,
+        vad: SileroVad | None = None,
+        run_batch: RunBatch | None = None,
+        tail_seconds: float = 1.5,
+        min_advance_seconds: float = 5.0,
+    ) -> None:
+        self.transcriber = transcriber
+        self.engine = WhisperEngine(transcriber.whisper)
+        self.batch_size = batch_size
+        self.lane_steps = lane_steps
+        self.vad_options = vad_options or VadOptions()
+        self._vad = vad
+        self.run_batch: RunBatch = run_batch or self.engine.run
+        self.tail_seconds = tail_seconds
+        self.min_advance_seconds = min_advance_seconds
+        self.profile = Profile()
+
+    def settings(self, options: object) -> DecodeSettings:
+        """DecodeSettings from a TranscribeOptions (its `extra` may set any DecodeSettings field)."""
+        fields = {
+            "beam_size": options.beam_size,
+            "best_of": options.best_of,
+            "temperatures": tuple(options.temperatures),
+            "word_timestamps": options.word_timestamps,
+            "seek_past_loops_after": self.min_advance_seconds,
+        }
+        extra = getattr(options, "extra", None) or {}
+        for key, value in extra.items():
+            if key in DecodeSettings.__dataclass_fields__:
+                fields[key] = tuple(value) if isinstance(value, list) else value
+        return DecodeSettings(**fields)
+
+    def plan(self, samples: np.ndarray, vad_filter: bool = True) -> tuple[list[tuple[int, int]], np.ndarray]:
+        """Regions of at most 30 s cut at pauses (speech only with `vad_filter`) and the frame speech scores."""
+        result = detect_speech(samples, self.vad_options, self._vad or default_vad())
+        regions = result.regions if vad_filter else [(0, len(samples))]
+        return split_long_regions(regions, result.probs), result.probs
+
+    def transcribe(
+        self,
+        samples: np.ndarray,
+        options: object,
+        progress: ProgressCallback | None = None,
+        on_segment: SegmentCallback | None = None,
+    ) -> tuple[list[Segment], str, float]:
+        """Decode `samples` (16 kHz mono float32); returns (segments, language, language probability)."""
+        started = time.perf_counter()
+        before = dict(self.engine.stats.seconds)
+        duration = len(samples) / SAMPLE_RATE
+        regions, probs = self.plan(samples, options.vad_filter)
+        vad_s = time.perf_counter() - started
+        settings = self.settings(options)
+        language, probability = self._language(samples, regions, options)
+        context = _Context(
+            samples=samples,
+            probs=probs,
+            tokenizer=self.engine.tokenizer(options.task, language),
+            settings=settings,
+            condition=options.condition_on_previous_text,
+            per_language=bool(options.multilingual and self.engine.multilingual and options.language is None),
+            language=language,
+        )
+        if options.initial_prompt:
+            context.initial = context.tokenizer.encode(" " + options.initial_prompt.strip())
+        total = sum(e - s for s, e in regions)
+        done = 0
+        decoded: list[int] = []  # chunks of this step, reported once the step's segments are out
+        segments: list[Segment] = []
+        for window in split_windows(regions, self.batch_size * self.lane_steps * CHUNK_SAMPLES):
+            for produced, consumed in self._decode_window(context, window):
+                if produced is None:
+                    decoded.append(consumed)
+                    continue
+                for segment in produced:
+                    self._append(segments, segment, duration, on_segment)
+                for consumed_here in decoded:  # one progress report per decoded chunk
+                    done += consumed_here
+                    if progress:
+                        progress(duration * min(done, total) / total, duration)
+                decoded.clear()
+        if progress:
+            progress(duration, duration)
+        stats = {k: v - before.get(k, 0.0) for k, v in self.engine.stats.seconds.items()}
+        self.profile = Profile({"vad+chunking": vad_s, **stats, "total": time.perf_counter() - started},
+                               context.chunks, total / SAMPLE_RATE)
+        return segments, language, probability
+
+    def _language(self, samples: np.ndarray, regions: list[tuple[int, int]], options: object) -> tuple[str, float]:
+        if options.language or not self.engine.multilingual:
+            return options.language or "en", 1.0
+        chunk = next_chunk(regions, regions[0][0]) if regions else None
+        if chunk is None:
+            return "en", 0.0
+        encoded = self.engine.encode(self.engine.features([chunk.audio(samples)]))
+        token, probability = self.engine.model.detect_language(encoded)[0][0]
+        return token[2:-2], float(probability)
+
+    def _decode_window(
+        self, ctx: _Context, regions: list[tuple[int, int]]
+    ) -> Iterator[tuple[list[Segment] | None, int]]:
+        """Decode one window in lanes; yield (None, speech samples done) after each chunk and
+        (segments now ready to publish in order, 0) after each batch step."""
+        lanes = plan_lanes(regions, self.batch_size)
+        positions: list[int | None] = [lane[0][0] for lane in lanes]
+        history = [list(ctx.initial) for _ in lanes]
+        pending: list[list[Segment]] = [[] for _ in lanes]
+        published = 0
+        while True:
+            active, chunks = [], []
+            for i, lane in enumerate(lanes):
+                chunk = next_chunk(lane, positions[i], ctx.probs) if positions[i] is not None else None
+                if chunk is None:
+                    positions[i] = None
+                    continue
+                active.append(i)
+                chunks.append(chunk)
+            if not active:
+                break
+            jobs = [ChunkJob(chunk.audio(ctx.samples),
+                             self.engine.prompt(ctx.tokenizer, history[i] if ctx.condition else ctx.initial,
+                                                ctx.settings.without_timestamps),
+                             ctx.settings, detect_language=ctx.per_language)
+                    for i, chunk in zip(active, chunks, strict=True)]
+            results = self.run_batch(jobs)
+            ctx.chunks += len(jobs)
+            for i, chunk, decoded in zip(active, chunks, results, strict=True):
+                produced, covered, kept = self._segments(chunk, decoded, ctx)
+                end = chunk.pieces[-1][1] if covered >= chunk.duration else round(
+                    chunk.to_original(covered, is_end=True) * SAMPLE_RATE)
+                consumed = _speech_between(lanes[i], positions[i], end)
+                positions[i] = end
+                pending[i].extend(produced)
+                if decoded.temperature > PROMPT_RESET_TEMPERATURE or not produced or not kept:
+                    history[i] = []
+                else:
+                    history[i].extend(kept)
+                yield None, consumed
+            ready: list[Segment] = []
+            while published < len(lanes):
+                ready.extend(pending[published])
+                pending[published] = []
+                if positions[published] is not None and next_chunk(lanes[published], positions[published]):
+                    break
+                published += 1
+            yield ready, 0
+        rest = [s for lane in pending[published:] for s in lane]
+        if rest:
+            yield rest, 0
+
+    @staticmethod
+    def _is_silence(decoded: Decoded, settings: DecodeSettings) -> bool:
+        if settings.no_speech_threshold is None or decoded.no_speech_prob <= settings.no_speech_threshold:
+            return False
+        return settings.log_prob_threshold is None or decoded.avg_logprob < settings.log_prob_threshold
+
+    def _segments(self, chunk: Chunk, decoded: Decoded, ctx: _Context) -> tuple[list[Segment], float, list[int]]:
+        """Segments in original time, the chunk time decoded for good, and the tokens to condition on."""
+        if self._is_silence(decoded, ctx.settings):
+            return [], chunk.duration, []
+        split = split_by_timestamps(decoded.tokens, ctx.tokenizer, chunk.duration)
+        pieces, covered, kept = split.complete, split.covered, split.kept_tokens
+        if split.trailing is not None or covered < chunk.duration:
+            tail = chunk.duration - covered
+            if tail <= self.tail_seconds or covered < self.min_advance_seconds:
+                pieces = pieces + ([split.trailing] if split.trailing else [])
+                covered, kept = chunk.duration, split.all_tokens
+        loop = next((k for k, (_, _, tokens) in enumerate(pieces)
+                     if _is_loop(ctx.tokenizer.decode(tokens), ctx.settings)), None)
+        if loop is not None:
+            # decode again from where the loop began (with a fresh prompt), always moving forward
+            covered = min(chunk.duration, max(pieces[loop][0], self.min_advance_seconds))
+            pieces, kept = pieces[:loop], []
+        words = list(decoded.words or [])
+        out = []
+        for start, end, tokens in pieces:
+            text = ctx.tokenizer.decode(tokens)
+            own, words = take_words(words, len(tokens))
+            if not text.strip() or _is_loop(text, ctx.settings):
+                continue
+            segment = Segment(
+                id=0,
+                start=chunk.to_original(start),
+                end=chunk.to_original(end, is_end=True),
+                text=text,
+                avg_logprob=decoded.avg_logprob,
+                no_speech_prob=decoded.no_speech_prob,
+                compression_ratio=decoded.compression_ratio,
+                temperature=decoded.temperature,
+                tokens=list(tokens),
+                language=decoded.language[0] if decoded.language else ctx.language,
+            )
+            if ctx.settings.word_timestamps:
+                segment.words = [
+                    Word(word=w["word"], start=chunk.to_original(w["start"]),
+                         end=chunk.to_original(w["end"], is_end=True), probability=round(w["probability"], 4))
+                    for w in own
+                ]
+                if segment.words:
+                    segment.start = max(segment.start, min(segment.words[0].start, segment.end))
+                    segment.end = max(segment.start, segment.words[-1].end)
+            out.append(segment)
+        return out, covered, kept
+
+    @staticmethod
+    def _append(segments: list[Segment], segment: Segment, duration: float, on_segment: SegmentCallback | None) -> None:
+        """Round, clamp into the audio and after the previous segment, number, and publish."""
+        floor = segments[-1].end if segments else 0.0
+        segment.start = round(min(max(segment.start, floor), duration), 3)
+        segment.end = round(min(max(segment.end, segment.start), duration), 3)
+        for word in segment.words or []:
+            word.start = round(min(max(word.start, segment.start), segment.end), 3)
+            word.end = round(min(max(word.end, word.start), segment.end), 3)
+        segment.id = len(segments)
+        segments.append(segment)
+        if on_segment:
+            on_segment(segment)
+
+
+def split_windows(regions: list[tuple[int, int]], speech_samples: int) -> list[list[tuple[int, int]]]:
+    """Consecutive groups of regions holding about `speech_samples` of speech each."""
+    windows: list[list[tuple[int, int]]] = []
+    filled = speech_samples
+    for region in regions:
+        if filled >= speech_samples:
+            windows.append([])
+            filled = 0
+        windows[-1].append(region)
+        filled += region[1] - region[0]
+    return windows
+
+
+def _speech_between(regions: list[tuple[int, int]], start: int | None, end: int) -> int:
+    if start is None:
+        return 0
+    return sum(max(0, min(e, end) - max(s, start)) for s, e in regions)
+
+
+@dataclass
+class TimestampSplit:
+    """A decoded chunk cut at its timestamps (times in chunk seconds)."""
+
+    complete: list[tuple[float, float, list[int]]]
+    trailing: tuple[float, float, list[int]] | None
+    covered: float
+    kept_tokens: list[int]
+    all_tokens: list[int]
+
+
+def split_by_timestamps(tokens: list[int], tokenizer: object, duration: float) -> TimestampSplit:
+    """Cut tokens at timestamp tokens: closed segments, an unclosed trailing one, and how far they reach."""
+    begin, eot = tokenizer.timestamp_begin, tokenizer.eot
+    tokens = [t for t in tokens if t != eot]
+    complete: list[tuple[float, float, list[int]]] = []
+    current: list[int] = []
+    opened = 0.0
+    last_closed = 0
+    seen_timestamp = False
+    for position, token in enumerate(tokens):
+        if token >= begin:
+            seen_timestamp = True
+            time_s = min((token - begin) * 0.02, duration)
+            if current:
+                complete.append((opened, max(time_s, opened), current))
+                current = []
+                last_closed = position + 1
+            opened = time_s
+        elif token < eot:
+            current.append(token)
+    if not seen_timestamp:
+        return TimestampSplit([(0.0, duration, current)] if current else [], None, duration, tokens, tokens)
+    trailing = (opened, max(duration, opened), current) if current else None
+    covered = complete[-1][1] if complete else 0.0
+    if trailing is None and not complete:
+        covered = duration
+    return TimestampSplit(complete, trailing, covered, tokens[:last_closed], tokens)
+
+
+def _is_loop(text: str, settings: DecodeSettings) -> bool:
+    """A segment that is one phrase repeated (a decoding loop)."""
+    return is_loop(text, settings.compression_ratio_threshold)
+
+
+def take_words(words: list[dict], num_tokens: int) -> tuple[list[dict], list[dict]]:
+    """Split off the words whose tokens make up the next `num_tokens` text tokens."""
+    taken, used = [], 0
+    while words and used + len(words[0]["tokens"]) <= num_tokens:
+        used += len(words[0]["tokens"])
+        taken.append(words.pop(0))
+    if not taken and words and num_tokens:
+        taken.append(words.pop(0))
+    return taken, words

@@ -1,0 +1,1 @@
+"""Benchmarks that run a peer and us side by side in one process."""

@@ -1,0 +1,137 @@
+"""Decoding settings and results, and Whisper's quality checks on a decoded chunk.
+
+The checks decide which chunks are decoded again at a higher temperature: too repetitive (by
+zlib compression ratio, per segment and per chunk), too unlikely (average log-probability), unless
+the model also says there is likely no speech.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+TIME_PRECISION = 0.02
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """Decoding options shared by every chunk of one batch (hashable: it keys batches)."""
+
+    beam_size: int = 5
+    best_of: int = 5
+    patience: float = 1.0
+    length_penalty: float = 1.0
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: float | None = 2.4
+    log_prob_threshold: float | None = -1.0
+    no_speech_threshold: float | None = 0.6
+    suppress_blank: bool = True
+    suppress_tokens: tuple[int, ...] = (-1,)
+    max_initial_timestamp: float = 1.0
+    chunk_ratio_slack: float = 1.5
+    """A packed chunk holds more speech than one of Whisper's windows, so legitimately repetitive
+    speech compresses better: the whole chunk fails at threshold × slack, each segment at threshold."""
+    seed: int | None = 0
+    """Seed of the sampler for temperature fallback (None: not reseeded), for repeatable results."""
+    seek_past_loops_after: float | None = 5.0
+    """A loop (a repetitive segment) that starts this many seconds or more into a chunk is no reason
+    to fall back: the caller drops it and decodes again from its start. None: always fall back."""
+    without_timestamps: bool = False
+    word_timestamps: bool = False
+
+
+@dataclass
+class Decoded:
+    """The chosen hypothesis of one chunk, its statistics, and optional word alignment."""
+
+    tokens: list[int]
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    temperature: float
+    text: str = ""
+    language: tuple[str, float] | None = None
+    words: list[dict] | None = None
+    segment_ratio: float = 0.0
+    """The highest compression ratio of one timestamped segment (a loop inside one segment)."""
+    loop_start: float | None = None
+    """Chunk time (s) where the first looping segment starts, if any."""
+
+    @property
+    def is_silence(self) -> bool:
+        """Whisper's no-speech rule is applied by the caller; this only says the text is empty."""
+        return not self.text.strip()
+
+
+def compression_ratio(text: str) -> float:
+    """len(text) / len(zlib(text)): high values mean repetitive (hallucinated) output."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def needs_fallback(result: Decoded, settings: DecodeSettings) -> bool:
+    """Whisper's rule: too repetitive or too unlikely, unless it is likely silence."""
+    failed = too_repetitive(result, settings)
+    low = settings.log_prob_threshold is not None and result.avg_logprob < settings.log_prob_threshold
+    if low:
+        failed = True
+    if low and settings.no_speech_threshold is not None and result.no_speech_prob > settings.no_speech_threshold:
+        failed = False
+    return failed
+
+
+def too_repetitive(result: Decoded, settings: DecodeSettings) -> bool:
+    """One segment compresses beyond the threshold, or the whole chunk beyond threshold × slack."""
+    threshold = settings.compression_ratio_threshold
+    if threshold is None:
+        return False
+    after = settings.seek_past_loops_after
+    if after is not None and result.loop_start is not None and result.loop_start >= after:
+        return False
+    return result.segment_ratio > threshold or result.compression_ratio > threshold * settings.chunk_ratio_slack
+
+
+def stuck_in_a_loop(tried: list[Decoded], settings: DecodeSettings) -> bool:
+    """A sampled try that loops like the try before it: higher temperatures will not get out."""
+    return (len(tried) >= 2 and tried[-1].temperature > 0
+            and all(too_repetitive(r, settings) for r in tried[-2:]))
+
+
+def is_loop(text: str, threshold: float | None) -> bool:
+    """A longish text that compresses beyond `threshold`: one phrase said over and over."""
+    text = text.strip()
+    return threshold is not None and len(text) > 40 and compression_ratio(text) > threshold
+
+
+def loop_start(tokenizer: object, tokens: list[int], threshold: float | None) -> float | None:
+    """Chunk time of the first timestamped segment whose text is a loop (None when none is)."""
+    begin, opened, run = tokenizer.timestamp_begin, 0.0, []
+    for token in [*tokens, begin]:
+        if token >= begin:
+            if run and is_loop(tokenizer.decode(run), threshold):
+                return opened
+            run, opened = [], (token - begin) * TIME_PRECISION
+        elif token < tokenizer.eot:
+            run.append(token)
+    return None
+
+
+def segment_ratio(tokenizer: object, tokens: list[int]) -> float:
+    """The highest compression ratio among the runs of text tokens between timestamps."""
+    best, run = 0.0, []
+    for token in [*tokens, tokenizer.timestamp_begin]:
+        if token >= tokenizer.timestamp_begin:
+            if run:
+                best = max(best, compression_ratio(tokenizer.decode(run).strip()))
+            run = []
+        elif token < tokenizer.eot:
+            run.append(token)
+    return best
+
+
+def pick_best(tried: list[Decoded], settings: DecodeSettings) -> Decoded:
+    """When every temperature failed: the most likely result among those not too repetitive."""
+    fine = [r for r in tried if not too_repetitive(r, settings)]
+    best = max(fine or tried, key=lambda r: r.avg_logprob)
+    best.temperature = tried[-1].temperature
+    return best

@@ -1,0 +1,348 @@
+"""CTranslate2 Whisper, batched: features, encode, generate with per-chunk fallback, language id, words.
+
+`WhisperEngine.run(jobs)` takes chunk jobs that share decoding settings and runs one feature pass,
+one encoder call and one batched `generate` for all of them; only the chunks that fail the
+compression-ratio / log-probability checks are decoded again, together, at the next temperature.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import ctranslate2
+import numpy as np
+
+from .chunking import CHUNK_SAMPLES
+from .decoding import (
+    TIME_PRECISION,
+    Decoded,
+    DecodeSettings,
+    compression_ratio,
+    loop_start,
+    needs_fallback,
+    pick_best,
+    segment_ratio,
+    stuck_in_a_loop,
+)
+
+log = logging.getLogger(__name__)
+
+N_FRAMES = 3000
+TOKENS_PER_SECOND = 50
+MAX_PROMPT_TOKENS = 223
+
+
+@dataclass
+class ChunkJob:
+    """One chunk to decode: its audio, the decoder prompt, and whether to detect its language."""
+
+    audio: np.ndarray
+    prompt: list[int]
+    settings: DecodeSettings
+    detect_language: bool = False
+
+
+@dataclass
+class EngineStats:
+    """Cumulative seconds and counts per stage (for profiles and /metrics)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, stage: str, seconds: float, count: int = 1) -> None:
+        """Account `seconds` and `count` items to `stage`."""
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        self.counts[stage] = self.counts.get(stage, 0) + count
+
+
+class WhisperEngine:
+    """Batched calls on a faster-whisper WhisperModel's CTranslate2 model and feature extractor."""
+
+    def __init__(self, whisper: object) -> None:
+        self.whisper = whisper
+        self.model: ctranslate2.models.Whisper = whisper.model
+        self.stats = EngineStats()
+        self._tokenizers: dict[tuple[str, str | None], object] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def multilingual(self) -> bool:
+        """True for multilingual checkpoints."""
+        return bool(self.model.is_multilingual)
+
+    def tokenizer(self, task: str = "transcribe", language: str | None = None) -> object:
+        """A cached faster-whisper Tokenizer for (task, language)."""
+        from faster_whisper.tokenizer import Tokenizer
+
+        key = (task, language if self.multilingual else None)
+        if key not in self._tokenizers:
+            self._tokenizers[key] = Tokenizer(
+                self.whisper.hf_tokenizer, self.multilingual, task=task, language=key[1] or "en"
+            )
+        return self._tokenizers[key]
+
+    def prompt(
+        self, tokenizer: object, previous: list[int], without_timestamps: bool = False
+    ) -> list[int]:
+        """[sot_prev, previous text…] + sot sequence (+ no_timestamps)."""
+        tokens: list[int] = []
+        if previous:
+            tokens = [tokenizer.sot_prev, *previous[-MAX_PROMPT_TOKENS:]]
+        tokens.extend(tokenizer.sot_sequence)
+        if without_timestamps:
+            tokens.append(tokenizer.no_timestamps)
+        return tokens
+
+    def features(self, audios: list[np.ndarray]) -> np.ndarray:
+        """Log-mel features (B, n_mels, 3000) of chunks zero-padded to 30 s, via the installed front end."""
+        extractor = self.whisper.feature_extractor
+        out = []
+        for audio in audios:
+            padded = np.zeros(CHUNK_SAMPLES, dtype=np.float32)
+            padded[: min(len(audio), CHUNK_SAMPLES)] = audio[:CHUNK_SAMPLES]
+            mel = np.asarray(extractor(padded), dtype=np.float32)
+            out.append(mel[:, :N_FRAMES])
+        return np.ascontiguousarray(np.stack(out))
+
+    def encode(self, features: np.ndarray) -> ctranslate2.StorageView:
+        """Run the encoder on a batch of features; the result stays on the model's device."""
+        view = ctranslate2.StorageView.from_array(features)
+        return self.model.encode(view, to_cpu=False)
+
+    def run(self, jobs: list[ChunkJob]) -> list[Decoded]:
+        """Decode chunk jobs that share one DecodeSettings: batched encode and generate, then fallback.
+
+        CTranslate2 needs <|startoftranscript|> at one position in every prompt of a batch, so jobs
+        with previous text are decoded together with their previous text cut to a common length,
+        and jobs without previous text form a second batch.
+        """
+        if not jobs:
+            return []
+        settings = jobs[0].settings
+        if any(job.settings != settings for job in jobs):
+            raise ValueError("one engine batch needs one DecodeSettings")
+        results: list[Decoded | None] = [None] * len(jobs)
+        with self._lock:
+            for indices, prompts in self._prompt_groups(jobs):
+                group = [jobs[i] for i in indices]
+                for i, result in zip(indices, self._run_group(group, prompts, settings), strict=True):
+                    results[i] = result
+        return results  # type: ignore[return-value]
+
+    def _prompt_groups(self, jobs: list[ChunkJob]) -> list[tuple[list[int], list[list[int]]]]:
+        """Partition jobs by whether they carry previous text; equalise the previous-text lengths."""
+        sot = self.tokenizer().sot
+        groups: dict[bool, list[int]] = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault(job.prompt.index(sot) > 0, []).append(i)
+        out = []
+        for with_text, indices in groups.items():
+            prompts = [list(jobs[i].prompt) for i in indices]
+            if with_text:
+                keep = min(p.index(sot) for p in prompts) - 1
+                prompts = [[p[0], *p[p.index(sot) - keep : p.index(sot)], *p[p.index(sot) :]] for p in prompts]
+            out.append((indices, prompts))
+        return out
+
+    def _run_group(self, jobs: list[ChunkJob], prompts: list[list[int]], settings: DecodeSettings) -> list[Decoded]:
+        t0 = time.perf_counter()
+        features = self.features([job.audio for job in jobs])
+        t1 = time.perf_counter()
+        encoded = self.encode(features)
+        t2 = time.perf_counter()
+        self.stats.add("features", t1 - t0, len(jobs))
+        self.stats.add("encode", t2 - t1, len(jobs))
+        languages = self._languages(encoded, jobs)
+        for i, language in enumerate(languages):
+            if language is not None:
+                prompts[i] = self._with_language(prompts[i], language[0])
+        results = self._generate_with_fallback(encoded, features, prompts, settings)
+        for result, language in zip(results, languages, strict=True):
+            result.language = language
+        if settings.word_timestamps:
+            t3 = time.perf_counter()
+            self._align(encoded, prompts, jobs, results)
+            self.stats.add("align", time.perf_counter() - t3, len(jobs))
+        return results
+
+    def _languages(self, encoded: ctranslate2.StorageView, jobs: list[ChunkJob]) -> list[tuple[str, float] | None]:
+        if not self.multilingual or not any(job.detect_language for job in jobs):
+            return [None] * len(jobs)
+        detected = self.model.detect_language(encoded)
+        out: list[tuple[str, float] | None] = []
+        for job, ranked in zip(jobs, detected):
+            token, probability = ranked[0]
+            out.append((token[2:-2], float(probability)) if job.detect_language else None)
+        return out
+
+    def _with_language(self, prompt: list[int], language: str) -> list[int]:
+        tokenizer = self.tokenizer()
+        language_token = tokenizer.tokenizer.token_to_id(f"<|{language}|>")
+        start = prompt.index(tokenizer.sot)
+        if start + 1 < len(prompt):
+            prompt[start + 1] = language_token
+        return prompt
+
+    def _generate(
+        self, encoded: ctranslate2.StorageView, prompts: list[list[int]], settings: DecodeSettings, temperature: float
+    ) -> list[Decoded]:
+        if temperature > 0 and settings.seed is not None:
+            ctranslate2.set_random_seed(settings.seed)
+        if temperature > 0:
+            kwargs = {"beam_size": 1, "num_hypotheses": settings.best_of, "sampling_topk": 0,
+                      "sampling_temperature": temperature}
+        else:
+            kwargs = {"beam_size": settings.beam_size, "patience": settings.patience}
+        t0 = time.perf_counter()
+        raw = self.model.generate(
+            encoded,
+            prompts,
+            length_penalty=settings.length_penalty,
+            max_length=self.whisper.max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=settings.suppress_blank,
+            suppress_tokens=list(settings.suppress_tokens),
+            max_initial_timestamp_index=int(round(settings.max_initial_timestamp / TIME_PRECISION)),
+            **kwargs,
+        )
+        self.stats.add("generate" if temperature == 0 else "fallback", time.perf_counter() - t0, len(prompts))
+        tokenizer = self.tokenizer()
+        out = []
+        for result in raw:
+            best = None
+            for tokens, score in zip(result.sequences_ids, result.scores):
+                avg = score * (len(tokens) ** settings.length_penalty) / (len(tokens) + 1)
+                if best is None or avg > best[1]:
+                    best = (tokens, avg)
+            tokens, avg = best
+            text = tokenizer.decode([t for t in tokens if t < tokenizer.eot])
+            out.append(Decoded(list(tokens), float(avg), float(result.no_speech_prob),
+                               compression_ratio(text.strip()), temperature, text,
+                               segment_ratio=segment_ratio(tokenizer, tokens),
+                               loop_start=loop_start(tokenizer, tokens, settings.compression_ratio_threshold)))
+        return out
+
+    def _generate_with_fallback(
+        self,
+        encoded: ctranslate2.StorageView,
+        features: np.ndarray,
+        prompts: list[list[int]],
+        settings: DecodeSettings,
+    ) -> list[Decoded]:
+        temperatures = settings.temperatures or (0.0,)
+        results = self._generate(encoded, prompts, settings, temperatures[0])
+        tried: list[list[Decoded]] = [[r] for r in results]
+        pending = [i for i, r in enumerate(results) if needs_fallback(r, settings)]
+        pending = self._retry_without_previous_text(encoded, features, prompts, settings, results, tried, pending)
+        for temperature in temperatures[1:]:
+            if not pending:
+                break
+            log.debug("fallback to t=%.1f for %d of %d chunks", temperature, len(pending), len(prompts))
+            sub = self._subset(encoded, features, pending)
+            retry = self._generate(sub, [prompts[i] for i in pending], settings, temperature)
+            still = []
+            for i, result in zip(pending, retry, strict=True):
+                tried[i].append(result)
+                results[i] = result
+                if needs_fallback(result, settings):
+                    if stuck_in_a_loop(tried[i], settings):
+                        results[i] = pick_best(tried[i], settings)
+                    else:
+                        still.append(i)
+            pending = still
+        for i in pending:
+            results[i] = pick_best(tried[i], settings)
+        return results
+
+    def _retry_without_previous_text(
+        self,
+        encoded: ctranslate2.StorageView,
+        features: np.ndarray,
+        prompts: list[list[int]],
+        settings: DecodeSettings,
+        results: list[Decoded],
+        tried: list[list[Decoded]],
+        pending: list[int],
+    ) -> list[int]:
+        """Failed chunks that were prompted with previous text are decoded once more without it (a
+        loop is often the previous text's doing); returns the chunks that still fail."""
+        sot = self.tokenizer().sot
+        prompted = [i for i in pending if prompts[i].index(sot) > 0]
+        if not prompted or not settings.temperatures or settings.temperatures[0] > 0:
+            return pending
+        for i in prompted:
+            prompts[i] = prompts[i][prompts[i].index(sot) :]
+        retry = self._generate(self._subset(encoded, features, prompted), [prompts[i] for i in prompted],
+                               settings, settings.temperatures[0])
+        for i, result in zip(prompted, retry, strict=True):
+            tried[i].append(result)
+            results[i] = result
+        return [i for i in pending if needs_fallback(results[i], settings)]
+
+    def _subset(
+        self, encoded: ctranslate2.StorageView, features: np.ndarray, rows: list[int]
+    ) -> ctranslate2.StorageView:
+        """Encoder output of some batch rows: sliced on CPU, encoded again elsewhere."""
+        if self.model.device == "cpu":
+            return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[rows]))
+        return self.encode(np.ascontiguousarray(features[rows]))
+
+    def _align(
+        self, encoded: ctranslate2.StorageView, prompts: list[list[int]], jobs: list[ChunkJob], results: list[Decoded]
+    ) -> None:
+        tokenizer = self.tokenizer()
+        texts = [[t for t in r.tokens if t < tokenizer.eot] for r in results]
+        starts = [tuple(t for t in p[p.index(tokenizer.sot):] if t != tokenizer.no_timestamps) for p in prompts]
+        frames = [max(1, min(N_FRAMES, -(-len(job.audio) // 160))) for job in jobs]
+        for result in results:
+            result.words = []
+        if all(texts) and len(set(starts)) == 1:
+            aligned = self.model.align(encoded, list(starts[0]), texts, frames)
+            for result, text, one in zip(results, texts, aligned):
+                result.words = words_from_alignment(tokenizer, text, one)
+            return
+        array = np.asarray(encoded)
+        for i, result in enumerate(results):
+            if texts[i]:
+                one = ctranslate2.StorageView.from_array(np.ascontiguousarray(array[i : i + 1]))
+                aligned = self.model.align(one, list(starts[i]), [texts[i]], frames[i])[0]
+                result.words = words_from_alignment(tokenizer, texts[i], aligned)
+
+
+def words_from_alignment(tokenizer: object, text_tokens: list[int], aligned: object) -> list[dict]:
+    """Word dicts (word, tokens, start, end, probability) in chunk time from a CTranslate2 alignment."""
+    words, word_tokens = tokenizer.split_to_word_tokens(text_tokens + [tokenizer.eot])
+    if len(word_tokens) <= 1:
+        return []
+    pairs = np.asarray(aligned.alignments, dtype=np.int64).reshape(-1, 2)
+    if len(pairs) == 0:
+        return []
+    text_indices, time_indices = pairs[:, 0], pairs[:, 1]
+    boundaries = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
+    jumps = np.pad(np.diff(text_indices), (1, 0), constant_values=1).astype(bool)
+    jump_times = time_indices[jumps] / TOKENS_PER_SECOND
+    probs = np.asarray(aligned.text_token_probs, dtype=np.float64)
+    out = []
+    for k in range(len(word_tokens) - 1):
+        lo, hi = int(boundaries[k]), int(boundaries[k + 1])
+        start = float(jump_times[min(lo, len(jump_times) - 1)])
+        end = float(jump_times[min(hi, len(jump_times) - 1)])
+        probability = float(np.mean(probs[lo:hi])) if hi > lo and hi <= len(probs) else 0.0
+        out.append({"word": words[k], "tokens": word_tokens[k], "start": start, "end": max(start, end),
+                    "probability": probability})
+    _merge_punctuation(out)
+    return out
+
+
+def _merge_punctuation(words: list[dict]) -> None:
+    """Attach leading/trailing punctuation to the neighbouring word (in place), as Whisper does."""
+    from faster_whisper.transcribe import merge_punctuations
+
+    if words:
+        merge_punctuations(words, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、")
+        words[:] = [w for w in words if w["word"]]
+

@@ -1,0 +1,274 @@
+"""SQLite persistence for jobs: one row per job, its audio in `<data_dir>/audio/`.
+
+Every state change is committed before it is acted on or announced, so a process killed at any
+moment leaves each job either finished (with its result) or unfinished (and re-run on the next start).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+STATUSES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
+FINISHED = (DONE, FAILED, CANCELLED)
+DB_NAME = "jobs.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    filename TEXT,
+    audio TEXT NOT NULL,
+    model TEXT,
+    response_format TEXT NOT NULL DEFAULT 'json',
+    options TEXT NOT NULL,
+    client TEXT NOT NULL DEFAULT '',
+    done_s REAL NOT NULL DEFAULT 0,
+    total_s REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    result TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
+"""
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory: $XDG_DATA_HOME/amanuensis, ~/Library/Application Support/… or %LOCALAPPDATA%."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "amanuensis"
+
+
+def new_job_id() -> str:
+    """A fresh, unguessable job id."""
+    return f"job_{uuid.uuid4().hex}"
+
+
+@dataclass
+class JobRecord:
+    """One row of the jobs table, decoded."""
+
+    id: str
+    status: str
+    created_at: float
+    audio: str
+    options: dict[str, Any]
+    filename: str | None = None
+    model: str | None = None
+    response_format: str = "json"
+    client: str = ""
+    started_at: float | None = None
+    finished_at: float | None = None
+    done_s: float = 0.0
+    total_s: float | None = None
+    attempts: int = 0
+    error: dict[str, Any] | None = None
+    result: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        """True once the job is done, failed or cancelled."""
+        return self.status in FINISHED
+
+
+_JSON_COLUMNS = ("options", "error", "result")
+
+
+def _decode(row: sqlite3.Row) -> JobRecord:
+    data = dict(row)
+    for name in _JSON_COLUMNS:
+        if data.get(name) is not None:
+            data[name] = json.loads(data[name])
+    return JobRecord(**data)
+
+
+class DataDirBusy(RuntimeError):
+    """Another live process holds the data directory (two queues on one directory would steal jobs)."""
+
+
+def _lock_data_dir(data_dir: Path) -> IO[str] | None:
+    """Hold an exclusive lock on `<data_dir>/lock` for the life of the process (POSIX; a no-op elsewhere)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; one server per data directory is documented
+        return None
+    handle = open(data_dir / "lock", "a+", encoding="utf-8")  # noqa: SIM115 - held until close()
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        handle.close()
+        raise DataDirBusy(f"the data directory {data_dir} is in use by another amanuensis process (pid {owner})") \
+            from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+class JobStore:
+    """The jobs table and the audio directory under `data_dir`; safe to use from several threads.
+
+    Raises DataDirBusy when another process already serves jobs from `data_dir`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.audio_dir = self.data_dir / "audio"
+        self.upload_dir = self.data_dir / "uploads"
+        for directory in (self.audio_dir, self.upload_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        self._held = _lock_data_dir(self.data_dir)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.data_dir / DB_NAME, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database and release the data directory."""
+        with self._lock:
+            self._db.close()
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
+    def _execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, params)
+
+    def audio_path(self, job: JobRecord) -> Path:
+        """Where a job's audio lives."""
+        return self.audio_dir / job.audio
+
+    def add(self, upload: Path, *, filename: str | None, model: str | None, response_format: str,
+            options: dict[str, Any], client: str = "") -> JobRecord:
+        """Move `upload` into the audio directory and record a queued job for it (durably)."""
+        job_id = new_job_id()
+        audio = job_id + upload.suffix.lower()
+        with open(upload, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(upload, self.audio_dir / audio)
+        job = JobRecord(id=job_id, status=QUEUED, created_at=time.time(), audio=audio, options=options,
+                        filename=filename, model=model, response_format=response_format, client=client)
+        self._execute(
+            "INSERT INTO jobs (id, status, created_at, filename, audio, model, response_format, options, client)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (job.id, job.status, job.created_at, filename, audio, model, response_format, json.dumps(options),
+             client),
+        )
+        return job
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """The job with this id, or None."""
+        row = self._execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _decode(row) if row else None
+
+    def list(self, limit: int = 20, status: str | None = None) -> list[JobRecord]:
+        """The most recent jobs first (results left out to keep it light)."""
+        columns = "id, status, created_at, started_at, finished_at, filename, audio, model, response_format, " \
+                  "options, client, done_s, total_s, attempts, error"
+        if status:
+            sql, params = f"SELECT {columns} FROM jobs WHERE status = ? ORDER BY created_at DESC LIMIT ?", (
+                status, limit)
+        else:
+            sql, params = f"SELECT {columns} FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)
+        return [_decode(row) for row in self._execute(sql, params).fetchall()]
+
+    def unfinished(self) -> list[JobRecord]:
+        """Queued and running jobs, oldest first."""
+        rows = self._execute(
+            "SELECT * FROM jobs WHERE status IN (?, ?) ORDER BY created_at", (QUEUED, RUNNING)
+        ).fetchall()
+        return [_decode(row) for row in rows]
+
+    def requeue_running(self) -> int:
+        """Put jobs left running by a previous process back in the queue; returns how many."""
+        cursor = self._execute("UPDATE jobs SET status = ?, done_s = 0 WHERE status = ?", (QUEUED, RUNNING))
+        return cursor.rowcount
+
+    def claim(self, job_id: str) -> bool:
+        """Mark a queued job running (atomically); False when it is no longer queued."""
+        cursor = self._execute(
+            "UPDATE jobs SET status = ?, started_at = ?, done_s = 0, attempts = attempts + 1"
+            " WHERE id = ? AND status = ?",
+            (RUNNING, time.time(), job_id, QUEUED),
+        )
+        return cursor.rowcount == 1
+
+    def progress(self, job_id: str, done_s: float, total_s: float) -> None:
+        """Record audio seconds transcribed so far."""
+        self._execute("UPDATE jobs SET done_s = ?, total_s = ? WHERE id = ?", (done_s, total_s, job_id))
+
+    def finish(self, job_id: str, status: str, *, result: dict | None = None, error: dict | None = None,
+               only_from: tuple[str, ...] = (QUEUED, RUNNING)) -> bool:
+        """Move an unfinished job to a finished status; False when it was not in `only_from`."""
+        marks = ",".join("?" * len(only_from))
+        cursor = self._execute(
+            f"UPDATE jobs SET status = ?, finished_at = ?, result = ?, error = ? WHERE id = ? AND status IN ({marks})",
+            (status, time.time(), json.dumps(result) if result is not None else None,
+             json.dumps(error) if error is not None else None, job_id, *only_from),
+        )
+        return cursor.rowcount == 1
+
+    def requeue(self, job_id: str) -> None:
+        """Put a running job back in the queue (the server is stopping: the attempt does not count)."""
+        self._execute(
+            "UPDATE jobs SET status = ?, done_s = 0, attempts = MAX(attempts - 1, 0) WHERE id = ? AND status = ?",
+            (QUEUED, job_id, RUNNING),
+        )
+
+    def delete(self, job_id: str) -> bool:
+        """Remove a finished job and its audio; False when there is no such finished job."""
+        job = self.get(job_id)
+        if job is None or not job.finished:
+            return False
+        self._execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.audio_path(job))
+        return True
+
+    def expire(self, older_than: float) -> int:
+        """Delete finished jobs (and their audio) that finished before `older_than` (epoch seconds)."""
+        rows = self._execute(
+            f"SELECT id FROM jobs WHERE status IN ({','.join('?' * len(FINISHED))}) AND finished_at < ?",
+            (*FINISHED, older_than),
+        ).fetchall()
+        removed = sum(self.delete(row["id"]) for row in rows)
+        if removed:
+            log.info("jobs expired: count=%d", removed)
+        return removed
+
+    def sweep_orphans(self) -> int:
+        """Remove audio no job refers to and half-received uploads (left by a crash); returns how many."""
+        known = {row["audio"] for row in self._execute("SELECT audio FROM jobs").fetchall()}
+        removed = 0
+        for path in [*self.upload_dir.iterdir(), *(p for p in self.audio_dir.iterdir() if p.name not in known)]:
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed += 1
+        return removed

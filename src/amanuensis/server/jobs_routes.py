@@ -1,0 +1,288 @@
+"""Transcription jobs over HTTP (/v1/jobs*), the web page at `/`, and the glue to the server's workers.
+
+Jobs share the server's model replicas and worker slots with /transcribe (fairly, through the same
+queue), so a long job never starves interactive requests and the model is loaded once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from types import FrameType
+
+import av
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from ..audio import SAMPLE_RATE
+from ..errors import AudioError, AudioTooLongError, OptionsError
+from ..formats import check_format, media_type, render
+from ..jobs import DONE, STATUSES, DataDirBusy, JobManager, JobRecord, JobStore, default_data_dir, job_transcript
+from ..models import ModelInfo
+from ..pipeline import ProgressCallback, SegmentCallback, TranscribeOptions
+from ..transcript import Transcript
+from .auth import client_key, require_api_key
+from .errors import ApiError
+from .params import Form, native_params
+from .queue import QueueFull
+from .service import TranscriptionService, load_audio, probe_seconds
+from .upload import FILE_FIELD, read_upload
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+HEARTBEAT_S = 15.0
+MAX_LIST = 200
+JOBS_CLIENT = "jobs"
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_api_key)])
+page = APIRouter(include_in_schema=False)
+
+
+class ServiceRunner:
+    """Runs a job on the server's model pool, holding one of its worker slots while it transcribes."""
+
+    def __init__(self, service: TranscriptionService) -> None:
+        self.service = service
+
+    async def __call__(self, job: JobRecord, audio: Path, options: TranscribeOptions, progress: ProgressCallback,
+                       on_segment: SegmentCallback) -> Transcript:
+        """Wait for a worker slot, then transcribe in the server's executor (the slot is freed when the
+        thread really ends, even if this coroutine is cancelled)."""
+        service = self.service
+        info = await service.resolve_model(job.model)
+        slot = await self._slot()
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(service.executor, self._work, info, slot, audio, options, progress, on_segment)
+        future.add_done_callback(lambda _: service.queue.release(slot))
+        transcript = await asyncio.shield(future)
+        service.metrics.observe_transcription(info.name, transcript.duration, time.perf_counter() - started)
+        return transcript
+
+    async def _slot(self) -> int:
+        while True:
+            try:
+                return await self.service.queue.acquire(JOBS_CLIENT)
+            except QueueFull:
+                await asyncio.sleep(1.0)  # a job is never refused for a busy server: it waits its turn
+
+    def _work(self, info: ModelInfo, slot: int, audio: Path, options: TranscribeOptions, progress: ProgressCallback,
+              on_segment: SegmentCallback) -> Transcript:
+        transcriber = self.service.pool.get(info, slot)
+        samples = load_audio(audio, self.service.settings.max_audio_seconds)
+        progress(0.0, len(samples) / SAMPLE_RATE)
+        return transcriber.transcribe(samples, options, progress=progress, on_segment=on_segment)
+
+
+# -- wiring ------------------------------------------------------------------------------------------
+
+
+def install_jobs(app: FastAPI) -> None:
+    """Add the /v1/jobs routes, the web page at `/` and its assets under /static."""
+    app.include_router(router)
+    app.include_router(page)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+
+async def start_jobs(app: FastAPI) -> JobManager | None:
+    """Open the job store in the data directory and start the job workers (after the model is loaded).
+
+    When the directory is unusable (or held by another server) the rest of the server still runs and the
+    job routes answer 503 saying why."""
+    settings = app.state.settings
+    data_dir = Path(settings.data_dir) if settings.data_dir else default_data_dir()
+    try:
+        store = await asyncio.to_thread(JobStore, data_dir)
+    except (DataDirBusy, OSError, sqlite3.Error) as exc:
+        log.error("jobs disabled: %s", exc)
+        app.state.jobs_unavailable = f"jobs are disabled on this server: {exc}"
+        return None
+    manager = JobManager(store, ServiceRunner(app.state.service), workers=settings.workers,
+                         retention_s=settings.job_retention_hours * 3600.0)
+    await manager.start()
+    app.state.jobs = manager
+    _release_streams_on_exit_signal(manager)
+    return manager
+
+
+def _release_streams_on_exit_signal(manager: JobManager) -> None:
+    """Chain SIGINT/SIGTERM so open event streams end at once: uvicorn waits for open connections before
+    it runs the lifespan shutdown, and a browser following a job would otherwise hold it for the full
+    graceful-shutdown timeout."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(number)
+        if not callable(previous):
+            continue
+
+        def handler(signum: int, frame: FrameType | None, previous: Callable = previous) -> None:
+            loop.call_soon_threadsafe(manager.release_streams)
+            previous(signum, frame)
+
+        signal.signal(number, handler)
+
+
+async def stop_jobs(app: FastAPI) -> None:
+    """Stop the job workers; a running job is queued again for the next start."""
+    manager: JobManager | None = getattr(app.state, "jobs", None)
+    if manager is not None:
+        await manager.stop(timeout=app.state.settings.shutdown_timeout)
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+
+def _manager(request: Request) -> JobManager:
+    manager: JobManager | None = getattr(request.app.state, "jobs", None)
+    if manager is None:
+        reason = getattr(request.app.state, "jobs_unavailable", None)
+        if reason:
+            raise ApiError(503, reason, code="jobs_unavailable")
+        raise ApiError(503, "the job queue is starting or stopping", code="not_ready", headers={"Retry-After": "5"})
+    return manager
+
+
+def _job(manager: JobManager, job_id: str) -> JobRecord:
+    job = manager.get(job_id)
+    if job is None:
+        raise ApiError(404, f"no job with id {job_id!r} (it may have expired)", code="job_not_found", param="id")
+    return job
+
+
+def check_audio(path: Path, max_seconds: float) -> None:
+    """Refuse a file with no audio stream, or longer than `max_seconds`, before it is queued."""
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioError("the uploaded file has no audio stream")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise AudioError(f"the uploaded file could not be read as audio or video ({reason})") from exc
+    declared = probe_seconds(path)
+    if declared > max_seconds:
+        raise AudioTooLongError(f"the audio lasts {declared:.0f} s; this server accepts at most {max_seconds:g} s")
+
+
+# -- routes ------------------------------------------------------------------------------------------
+
+
+@router.post("", status_code=202, summary="Submit a transcription job (multipart, same fields as /transcribe)")
+async def submit_job(request: Request) -> JSONResponse:
+    """Multipart: file, model, language, task (transcribe or translate), vad_filter, word_timestamps,
+    enable_diarization, min_speakers, max_speakers, response_format. Answers 202 with the job at once;
+    the work happens in the background."""
+    manager = _manager(request)
+    service: TranscriptionService = request.app.state.service
+    settings = service.settings
+    if not service.ready:
+        raise ApiError(503, "the server is starting or stopping", code="not_ready", headers={"Retry-After": "5"})
+    upload = await read_upload(request, settings.max_upload_bytes, manager.store.upload_dir)
+    try:
+        if upload.path is None:
+            raise ApiError(400, "no audio: send it as the multipart field 'file'", code="missing_file",
+                           param=FILE_FIELD)
+        if upload.size == 0:
+            raise AudioError("the uploaded file is empty (0 bytes)")
+        form = Form(upload.fields)
+        task = (form.text("task") or "transcribe").lower()
+        params = native_params(form)
+        params.options.task = task
+        info = await service.resolve_model(params.model)
+        params.options.validate(info)
+        await asyncio.to_thread(check_audio, upload.path, settings.max_audio_seconds)
+        job = await manager.submit(upload.path, filename=upload.filename, model=params.model or info.name,
+                                   response_format=params.response_format, options=params.options,
+                                   client=client_key(request))
+    except BaseException:
+        upload.cleanup()
+        raise
+    return JSONResponse(manager.view(job), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
+
+
+@router.get("", summary="Recent jobs, newest first")
+async def list_jobs(request: Request, limit: int = 20, status: str | None = None) -> dict:
+    """`?limit=` (1-200, default 20) and `?status=` (queued, running, done, failed, cancelled)."""
+    manager = _manager(request)
+    if not 1 <= limit <= MAX_LIST:
+        raise OptionsError(f"limit must be between 1 and {MAX_LIST}, not {limit}", "limit")
+    if status is not None and status not in STATUSES:
+        raise OptionsError(f"status must be one of {', '.join(STATUSES)}, not {status!r}", "status")
+    jobs = await asyncio.to_thread(manager.store.list, limit, status)
+    return {"object": "list", "data": [manager.view(job) for job in jobs]}
+
+
+@router.get("/{job_id}", summary="A job's status and progress; its transcript once done")
+async def get_job(request: Request, job_id: str, format: str | None = None) -> Response:
+    """Without `format`: the job as JSON (the transcript under `result` once done). With
+    `?format=json|verbose_json|text|srt|vtt|tsv`: the transcript itself in that format (409 until done)."""
+    manager = _manager(request)
+    if format is not None:
+        try:
+            check_format(format)
+        except OptionsError as exc:
+            raise OptionsError(str(exc).replace("response_format", "format"), "format") from None
+    job = _job(manager, job_id)
+    if format is None:
+        return JSONResponse(manager.view(job, with_result=True))
+    if job.status != DONE:
+        raise ApiError(409, f"job {job_id} is {job.status}, not done: no transcript to render yet",
+                       code="job_not_done", param="id")
+    return Response(render(job_transcript(job), format), media_type=media_type(format))
+
+
+@router.get("/{job_id}/events", summary="Progress and segments as server-sent events")
+async def job_events(request: Request, job_id: str, after: int = 0) -> StreamingResponse:
+    """text/event-stream: `status`, `progress`, `segment` … then one of `done` (with the result),
+    `failed` or `cancelled`, and the stream ends. Resume with Last-Event-ID or `?after=N`."""
+    manager = _manager(request)
+    _job(manager, job_id)
+    last = request.headers.get("last-event-id", "")
+    if last.isdigit():
+        after = int(last)
+
+    async def stream() -> AsyncIterator[bytes]:
+        async for event in manager.events(job_id, after, heartbeat=HEARTBEAT_S):
+            yield b": keep-alive\n\n" if event is None else event.encode()
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/{job_id}/audio", summary="The audio the job was submitted with")
+async def job_audio(request: Request, job_id: str) -> FileResponse:
+    """The stored upload, as sent (kept until the job expires)."""
+    manager = _manager(request)
+    job = _job(manager, job_id)
+    path = manager.store.audio_path(job)
+    if not path.exists():
+        raise ApiError(404, f"the audio of job {job_id} is gone", code="audio_not_found", param="id")
+    return FileResponse(path, filename=job.filename or path.name)
+
+
+@router.delete("/{job_id}", summary="Cancel a job; delete it (and its audio) once finished")
+async def delete_job(request: Request, job_id: str) -> JSONResponse:
+    """A queued or running job is cancelled (work stops at the next chunk) and returned; a finished job
+    is deleted with its audio."""
+    manager = _manager(request)
+    job = _job(manager, job_id)
+    if not job.finished:
+        cancelled = await manager.cancel(job_id)
+        return JSONResponse(manager.view(cancelled or job))
+    await asyncio.to_thread(manager.store.delete, job_id)
+    return JSONResponse({"id": job_id, "object": "transcription.job.deleted", "deleted": True})
+
+
+@page.get("/", summary="The web page")
+async def index() -> FileResponse:
+    """The single-page web app (drop a file, follow the job, read and play the transcript)."""
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")

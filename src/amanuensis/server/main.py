@@ -1,0 +1,64 @@
+"""Start the server under uvicorn: `serve(settings)`, and the glue for `amanuensis serve` flags."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+import uvicorn
+from pydantic import ValidationError
+
+from ..errors import ModelError
+from ..models import resolve_model
+from .app import create_app
+from .logs import configure_logging
+from .settings import ServerSettings, add_serve_arguments, settings_from_args
+
+log = logging.getLogger(__name__)
+
+
+def serve(settings: ServerSettings | None = None) -> int:
+    """Run the server until SIGINT/SIGTERM; returns 0 after a clean stop, 2 for an unknown model,
+    1 when start-up failed otherwise."""
+    settings = settings or ServerSettings()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        resolve_model(settings.model)  # a wrong name fails here in one line, before anything starts
+    except ModelError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    log.info("starting", extra={"host": settings.host, "port": settings.port, "model": settings.model})
+    server.run()
+    return 0 if server.started else 1
+
+
+def serve_from_args(args: argparse.Namespace) -> int:
+    """Run `serve` with the flags added by add_serve_arguments (exit code 2 on bad settings)."""
+    try:
+        settings = settings_from_args(args)
+    except ValidationError as exc:
+        configure_logging()
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            log.error("invalid setting %s: %s", field, error["msg"])
+        return 2
+    return serve(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m amanuensis.server [flags]`: the same as `amanuensis serve`."""
+    parser = argparse.ArgumentParser(prog="python -m amanuensis.server", description="Run the Amanuensis server.")
+    add_serve_arguments(parser)
+    return serve_from_args(parser.parse_args(argv))

@@ -1,0 +1,108 @@
+"""The models the server holds: the default model (one replica per worker, loaded at start-up) and
+other models loaded on demand, least recently used first out, up to `max_models` in all."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from ..errors import ModelError
+from ..models import EMBEDDED_ALIASES, ModelInfo, resolve_model
+from ..pipeline import Transcriber
+from .settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+OPENAI_ALIAS = "whisper-1"
+TranscriberFactory = Callable[..., Transcriber]
+
+
+class ModelPool:
+    """Transcribers by model path; thread-safe."""
+
+    def __init__(self, settings: ServerSettings, factory: TranscriberFactory = Transcriber) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.replicas: list[Transcriber] = []
+        self._extra: OrderedDict[str, Transcriber] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+
+    def _load(self, name: str) -> Transcriber:
+        started = time.perf_counter()
+        transcriber = self.factory(
+            name,
+            device=self.settings.device,
+            compute_type=self.settings.compute_type,
+            cpu_threads=self.settings.threads_per_worker(),
+            batch_size=self.settings.batch_size,
+        )
+        log.info("model loaded: name=%s path=%s seconds=%.2f", transcriber.info.name,
+                 transcriber.info.path, time.perf_counter() - started)
+        return transcriber
+
+    def load_default(self) -> None:
+        """Load the default model once per worker (blocking; call from a thread)."""
+        self.replicas = [self._load(self.settings.model) for _ in range(self.settings.workers)]
+
+    @property
+    def loaded(self) -> bool:
+        """True once the default model is in memory."""
+        return bool(self.replicas)
+
+    @property
+    def default(self) -> Transcriber:
+        """The default model's first replica."""
+        if not self.replicas:
+            raise ModelError("the default model is not loaded yet")
+        return self.replicas[0]
+
+    def aliases(self) -> list[str]:
+        """Names that select the default model."""
+        info = self.default.info
+        names = {info.name, self.settings.model, OPENAI_ALIAS}
+        if info.source == "embedded":
+            names |= EMBEDDED_ALIASES
+        return sorted(names)
+
+    def resolve(self, name: str | None) -> ModelInfo:
+        """The ModelInfo a request's `model` names (blocking: may assemble a packaged model)."""
+        if not name or name in self.aliases():
+            return self.default.info
+        info = resolve_model(name)
+        if info.path != self.default.info.path and self.settings.max_models < 2:
+            raise ModelError(
+                f"model {name!r} is not loaded and this server keeps only {self.default.info.name}; "
+                "start it with --max-models 2 or more to load other models on demand"
+            )
+        return info
+
+    def get(self, info: ModelInfo, slot: int) -> Transcriber:
+        """The transcriber for `info` on worker `slot`, loading it on first use (blocking)."""
+        if info.path == self.default.info.path:
+            return self.replicas[slot % len(self.replicas)]
+        with self._lock:
+            if info.path in self._extra:
+                self._extra.move_to_end(info.path)
+                return self._extra[info.path]
+            loading = self._loading.setdefault(info.path, threading.Lock())
+        with loading:
+            with self._lock:
+                if info.path in self._extra:
+                    return self._extra[info.path]
+            transcriber = self._load(info.path if info.source == "local" else info.name)
+            with self._lock:
+                self._extra[info.path] = transcriber
+                while len(self._extra) > self.settings.max_models - 1:
+                    path, _ = self._extra.popitem(last=False)
+                    log.info("model unloaded (least recently used): path=%s", path)
+            return transcriber
+
+    def loaded_models(self) -> list[ModelInfo]:
+        """Every model in memory now, the default first."""
+        with self._lock:
+            extra = [t.info for t in self._extra.values()]
+        return ([self.default.info] if self.replicas else []) + extra

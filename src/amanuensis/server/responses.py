@@ -1,0 +1,93 @@
+"""Answer bodies: the native /transcribe JSON, OpenAI's shapes, and server-sent events."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi.responses import JSONResponse, Response
+
+from ..formats import media_type, render
+from ..transcript import Segment, Transcript
+from .service import JobResult
+
+
+def _word(word) -> dict:
+    data = {"word": word.word, "start": word.start, "end": word.end, "probability": word.probability}
+    if word.speaker is not None:
+        data["speaker"] = word.speaker
+    return data
+
+
+def _segment(segment: Segment) -> dict:
+    data: dict = {"id": segment.id, "start": segment.start, "end": segment.end, "text": segment.text.strip()}
+    if segment.words is not None:
+        data["words"] = [_word(w) for w in segment.words]
+    if segment.speaker is not None:
+        data["speaker"] = segment.speaker
+    return data
+
+
+def native_json(result: JobResult, job_id: str) -> dict:
+    """The /transcribe JSON answer."""
+    transcript = result.transcript
+    data: dict = {
+        "text": transcript.text,
+        "language": transcript.language,
+        "language_probability": round(transcript.language_probability, 4),
+        "duration": round(transcript.duration, 3),
+        "segments": [_segment(s) for s in transcript.segments],
+        "processing_time": round(result.processing_time, 4),
+        "queue_time": round(result.queue_time, 4),
+        "realtime_factor": result.realtime_factor,
+        "frontend": result.frontend,
+        "model": transcript.model,
+        "job_id": job_id,
+    }
+    if transcript.speakers:
+        data["speakers"] = transcript.speakers
+    return data
+
+
+def native_response(result: JobResult, fmt: str, job_id: str) -> Response:
+    """The /transcribe answer in `fmt`."""
+    if fmt == "json":
+        return JSONResponse(native_json(result, job_id))
+    return Response(render(result.transcript, fmt), media_type=media_type(fmt))
+
+
+def _usage(transcript: Transcript) -> dict:
+    return {"type": "duration", "seconds": round(transcript.duration, 3)}
+
+
+def openai_response(transcript: Transcript, fmt: str, granularities: tuple[str, ...]) -> Response:
+    """OpenAI's answer for `fmt`; verbose_json keeps segments and words as the granularities ask."""
+    if fmt == "json":
+        return JSONResponse({"text": transcript.text, "usage": _usage(transcript)})
+    if fmt != "verbose_json":
+        return Response(render(transcript, fmt), media_type=media_type(fmt))
+    data = json.loads(render(transcript, "verbose_json"))
+    wanted = granularities or ("segment",)
+    if "segment" not in wanted:
+        data.pop("segments", None)
+    else:
+        for segment in data.get("segments", []):
+            segment.pop("words", None)
+    if "word" not in wanted:
+        data.pop("words", None)
+    data["usage"] = _usage(transcript)
+    return JSONResponse(data)
+
+
+def sse(event: dict) -> bytes:
+    """One server-sent event carrying `event` as JSON."""
+    return f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
+
+
+def delta_event(text: str) -> bytes:
+    """OpenAI's transcript.text.delta event."""
+    return sse({"type": "transcript.text.delta", "delta": text, "logprobs": None})
+
+
+def done_event(transcript: Transcript) -> bytes:
+    """OpenAI's transcript.text.done event with the whole text."""
+    return sse({"type": "transcript.text.done", "text": transcript.text, "logprobs": None})

@@ -1,0 +1,114 @@
+"""Server settings: environment variables (AMANUENSIS_*) overridden by command-line flags."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_PORT = 9004
+
+
+class ServerSettings(BaseSettings):
+    """Everything `amanuensis serve` can be told; each field is also AMANUENSIS_<FIELD>."""
+
+    model_config = SettingsConfigDict(env_prefix="AMANUENSIS_", extra="ignore", validate_default=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535)
+    model: str = "tiny.en"
+    device: str = "auto"
+    compute_type: str = "auto"
+    workers: int = Field(1, ge=1, le=64, description="transcriptions run at once (one model replica each)")
+    cpu_threads: int = Field(0, ge=0, description="CTranslate2 threads per worker; 0 = cores / workers")
+    batch_size: int = Field(8, ge=1, le=64, description="30 s chunks of one request decoded together per step")
+    max_queue: int = Field(32, ge=0, description="requests allowed to wait for a worker; past it, 503")
+    max_models: int = Field(2, ge=1, description="models held in memory at once, the default included")
+    max_upload_mb: float = Field(200.0, gt=0)
+    max_audio_seconds: float = Field(7200.0, gt=0)
+    request_timeout: float = Field(600.0, gt=0, description="seconds from arrival to answer, queue included")
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    tmp_dir: Path | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = True
+    shutdown_timeout: float = Field(30.0, ge=0)
+    data_dir: Path | None = Field(None, description="jobs database and job audio (default: the user's data dir)")
+    job_retention_hours: float = Field(168.0, gt=0, description="finished jobs and their audio are kept this long")
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The upload limit in bytes."""
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    def threads_per_worker(self) -> int:
+        """CTranslate2 intra-op threads for each worker's model replica."""
+        if self.cpu_threads:
+            return self.cpu_threads
+        return max(1, (os.cpu_count() or 1) // self.workers)
+
+
+# flag -> (field, argparse keyword arguments); the help text doubles as the README table's meaning.
+_FLAGS: dict[str, tuple[str, dict]] = {
+    "--host": ("host", {"help": "address to listen on (default 127.0.0.1)"}),
+    "--port": ("port", {"type": int, "help": f"port to listen on (default {DEFAULT_PORT})"}),
+    "--model": ("model", {"help": "model loaded at start-up (default tiny.en, embedded)"}),
+    "--device": ("device", {"help": "auto, cpu or cuda (default auto)"}),
+    "--compute-type": ("compute_type", {"help": "CTranslate2 compute type (default auto: int8 CPU, float16 GPU)"}),
+    "--workers": ("workers", {"type": int, "help": "transcriptions run at once (default 1)"}),
+    "--cpu-threads": ("cpu_threads", {"type": int, "help": "threads per worker (default cores / workers)"}),
+    "--batch-size": ("batch_size", {"type": int, "help": "chunks decoded together per step (default 8)"}),
+    "--max-queue": ("max_queue", {"type": int, "help": "requests that may wait for a worker (default 32)"}),
+    "--max-models": ("max_models", {"type": int, "help": "models held in memory at once (default 2)"}),
+    "--max-upload-mb": ("max_upload_mb", {"type": float, "help": "upload size limit in MiB (default 200)"}),
+    "--max-audio-seconds": ("max_audio_seconds", {"type": float, "help": "audio length limit (default 7200)"}),
+    "--request-timeout": ("request_timeout", {"type": float, "help": "seconds per request (default 600)"}),
+    "--api-key": ("api_keys", {"action": "append", "help": "accepted Bearer key (repeat for several)"}),
+    "--cors-origin": ("cors_origins", {"action": "append", "help": "allowed CORS origin (repeatable)"}),
+    "--tmp-dir": ("tmp_dir", {"help": "where uploads are spooled (default: system temp)"}),
+    "--shutdown-timeout": ("shutdown_timeout", {"type": float, "help": "seconds to finish requests on stop (30)"}),
+    "--log-level": ("log_level", {"choices": ["debug", "info", "warning", "error"]}),
+    "--log-format": ("log_format", {"choices": ["text", "json"], "help": "text or json lines"}),
+    "--data-dir": ("data_dir", {"help": "jobs database and job audio (default: ~/.local/share/amanuensis)"}),
+    "--job-retention-hours": ("job_retention_hours", {"type": float, "help": "keep finished jobs (default 168)"}),
+}
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every `serve` flag to `parser`; unset flags fall back to AMANUENSIS_* variables."""
+    for flag, (field, kwargs) in _FLAGS.items():
+        metavar = {} if "choices" in kwargs else {"metavar": flag.removeprefix("--").upper().replace("-", "_")}
+        parser.add_argument(flag, dest=f"serve_{field}", default=None, **metavar, **kwargs)
+    parser.add_argument(
+        "--no-access-log", dest="serve_access_log", action="store_const", const=False, default=None,
+        help="do not log one line per request",
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    """Build ServerSettings from parsed flags (given flags win over the environment)."""
+    given = {
+        key.removeprefix("serve_"): value
+        for key, value in vars(args).items()
+        if key.startswith("serve_") and value is not None
+    }
+    if getattr(args, "verbose", False) and "log_level" not in given:
+        given["log_level"] = "debug"
+    return ServerSettings(**given)

