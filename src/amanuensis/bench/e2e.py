@@ -22,6 +22,7 @@ import ctranslate2
 import numpy as np
 
 from ..audio import SAMPLE_RATE, decode_audio
+from ..evaluation import word_error_rate
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +39,6 @@ def read_refs(path: Path) -> dict[str, str]:
             name, text = line.split("\t", 1)
             refs[name] = text.strip()
     return refs
-
-
-def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
-    """Corpus WER after Whisper's English normalizer (jiwer)."""
-    import jiwer
-    from whisper_normalizer.english import EnglishTextNormalizer
-
-    normalize = EnglishTextNormalizer()
-    refs = [normalize(r) for r in references]
-    hyps = [normalize(h) for h in hypotheses]
-    pairs = [(r, h) for r, h in zip(refs, hyps, strict=True) if r.strip()]
-    return float(jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]))
 
 
 def _runners(transcriber: object, batch_size: int) -> dict[str, Callable[[np.ndarray], str]]:
