@@ -25,7 +25,8 @@ def recording(tmp_path_factory):
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory) -> RunningServer:
     with run_server(tmp_path_factory.mktemp("guarded"), "--api-key", "other-key", "--max-queue", "1",
-                    "--workers", "1", "--cors-origin", ORIGIN, env={"AMANUENSIS_API_KEYS": KEY}) as running:
+                    "--workers", "1", "--max-concurrent", "1", "--cors-origin", ORIGIN,
+                    env={"AMANUENSIS_API_KEYS": KEY}) as running:
         yield running
 
 

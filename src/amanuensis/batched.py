@@ -156,9 +156,7 @@ class BatchedTranscriber:
         chunk = next_chunk(regions, regions[0][0]) if regions else None
         if chunk is None:
             return "en", 0.0
-        encoded = self.engine.encode(self.engine.features([chunk.audio(samples)]))
-        token, probability = self.engine.model.detect_language(encoded)[0][0]
-        return token[2:-2], float(probability)
+        return self.engine.language_of(chunk.audio(samples))
 
     def _decode_window(
         self, ctx: _Context, regions: list[tuple[int, int]]

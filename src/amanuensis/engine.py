@@ -112,6 +112,13 @@ class WhisperEngine:
         view = ctranslate2.StorageView.from_array(features)
         return self.model.encode(view, to_cpu=False)
 
+    def language_of(self, audio: np.ndarray) -> tuple[str, float]:
+        """The language detected in one chunk and its probability (serialised with `run`)."""
+        with self._lock:
+            encoded = self.encode(self.features([audio]))
+            token, probability = self.model.detect_language(encoded)[0][0]
+        return token[2:-2], float(probability)
+
     def run(self, jobs: list[ChunkJob]) -> list[Decoded]:
         """Decode chunk jobs that share one DecodeSettings: batched encode and generate, then fallback.
 

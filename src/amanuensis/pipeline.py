@@ -7,6 +7,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,6 +15,9 @@ from .audio import SAMPLE_RATE, AudioSource, decode_audio
 from .errors import ModelError, OptionsError
 from .models import ModelInfo, resolve_model
 from .transcript import Segment, Transcript, Word
+
+if TYPE_CHECKING:
+    from .scheduler import BatchScheduler
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +145,15 @@ class Transcriber:
         self._install_frontend(frontend)
         self._lock = threading.Lock()
         self._batched: object | None = None
+        self._scheduler: BatchScheduler | None = None
         self.batch_size = batch_size or default_batch_size()
+
+    def share_batches(self, scheduler: BatchScheduler) -> None:
+        """Send batched mode's chunk batches through `scheduler` (which serialises engine calls), so that
+        concurrent batched-mode calls run at once and their chunks share engine batches; other modes
+        stay one call at a time."""
+        self.batched.run_batch = scheduler.run
+        self._scheduler = scheduler
 
     @property
     def batched(self) -> object:
@@ -231,6 +243,10 @@ class Transcriber:
         progress: ProgressCallback | None,
         on_segment: SegmentCallback | None,
     ) -> tuple[list[Segment], str, float]:
+        multilingual = options.multilingual and self.info.multilingual and options.language is None
+        if self._scheduler is not None and options.mode == "batched" and not multilingual:
+            with self._scheduler.caller():
+                return self.batched.transcribe(samples, options, progress=progress, on_segment=on_segment)
         with self._lock:
             if options.multilingual and self.info.multilingual and options.language is None:
                 return self._decode_multilingual(samples, options, duration, progress, on_segment)

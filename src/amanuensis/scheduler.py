@@ -7,11 +7,13 @@ settings as one engine batch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 from .decoding import Decoded
 from .engine import ChunkJob
@@ -19,6 +21,28 @@ from .engine import ChunkJob
 log = logging.getLogger(__name__)
 
 RunBatch = Callable[[list[ChunkJob]], list[Decoded]]
+KEEP_SIZES = 1000
+
+
+class SchedulerClosed(RuntimeError):
+    """Raised by submit() after close()."""
+
+
+@dataclass
+class BatchStats:
+    """Cumulative counts of the batches run (for /status and /metrics)."""
+
+    batches: int = 0
+    chunks: int = 0
+    shared: int = 0
+    """Batches holding chunks of more than one caller (one submit() call = one caller's step)."""
+    largest: int = 0
+
+    def as_dict(self) -> dict:
+        """The counts and the mean batch size."""
+        mean = round(self.chunks / self.batches, 3) if self.batches else None
+        return {"batches": self.batches, "chunks": self.chunks, "shared_batches": self.shared,
+                "largest_batch": self.largest, "mean_batch": mean}
 
 
 class BatchScheduler:
@@ -31,7 +55,10 @@ class BatchScheduler:
         self.max_batch = max_batch
         self.wait_s = wait_s
         self.batch_sizes: list[int] = []
-        self._pending: list[tuple[ChunkJob, Future]] = []
+        self.stats = BatchStats()
+        self._pending: list[tuple[ChunkJob, Future, int]] = []
+        self._submissions = 0
+        self._callers = 0
         self._cond = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="amanuensis-batcher", daemon=True)
@@ -42,14 +69,39 @@ class BatchScheduler:
         futures = [Future() for _ in jobs]
         with self._cond:
             if self._closed:
-                raise RuntimeError("the batch scheduler is closed")
-            self._pending.extend(zip(jobs, futures))
+                raise SchedulerClosed("the batch scheduler is closed")
+            self._submissions += 1
+            self._pending.extend((job, future, self._submissions) for job, future in zip(jobs, futures))
             self._cond.notify_all()
         return futures
 
+    @contextlib.contextmanager
+    def caller(self) -> Iterator[None]:
+        """Mark a caller active while it decodes (between its run() calls too): a batch stops waiting
+        as soon as every active caller has jobs pending, so a lone caller never waits at all."""
+        with self._cond:
+            self._callers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._callers -= 1
+                self._cond.notify_all()
+
     def run(self, jobs: list[ChunkJob]) -> list[Decoded]:
-        """Submit `jobs` and wait for their results (the drop-in for WhisperEngine.run)."""
-        return [future.result() for future in self.submit(jobs)]
+        """Submit `jobs` and wait for their results (the drop-in for WhisperEngine.run).
+
+        Once the scheduler is closed, runs them at once in the caller's thread instead, so a caller
+        still holding `run` (a request on a model being unloaded) finishes unbatched."""
+        with self._cond:
+            closed = self._closed
+        if closed:
+            return self._run(jobs)
+        try:
+            futures = self.submit(jobs)
+        except SchedulerClosed:
+            return self._run(jobs)
+        return [future.result() for future in futures]
 
     def close(self) -> None:
         """Stop the worker after the jobs already queued are done."""
@@ -64,14 +116,14 @@ class BatchScheduler:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _take_batch(self) -> list[tuple[ChunkJob, Future]] | None:
+    def _take_batch(self) -> list[tuple[ChunkJob, Future, int]] | None:
         with self._cond:
             while not self._pending and not self._closed:
                 self._cond.wait()
             if not self._pending:
                 return None
             deadline = time.monotonic() + self.wait_s
-            while len(self._pending) < self.max_batch and not self._closed:
+            while len(self._pending) < self.max_batch and not self._closed and not self._all_in():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -86,21 +138,35 @@ class BatchScheduler:
             self._pending = rest
             return batch
 
+    def _all_in(self) -> bool:
+        """True when every caller marked active has jobs pending (never without marked callers)."""
+        return self._callers > 0 and len({caller for _, _, caller in self._pending}) >= self._callers
+
     def _loop(self) -> None:
         while True:
             batch = self._take_batch()
             if batch is None:
                 return
-            live = [(job, future) for job, future in batch if future.set_running_or_notify_cancel()]
+            live = [(job, future, caller) for job, future, caller in batch if future.set_running_or_notify_cancel()]
             if not live:
                 continue
-            self.batch_sizes.append(len(live))
+            self._account(len(live), len({caller for _, _, caller in live}))
             try:
-                results = self._run([job for job, _ in live])
+                results = self._run([job for job, _, _ in live])
             except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
                 log.exception("batch of %d jobs failed", len(live))
-                for _, future in live:
+                for _, future, _ in live:
                     future.set_exception(exc)
                 continue
-            for (_, future), result in zip(live, results):
+            for (_, future, _), result in zip(live, results, strict=True):
                 future.set_result(result)
+
+    def _account(self, size: int, callers: int) -> None:
+        self.batch_sizes.append(size)
+        if len(self.batch_sizes) > 2 * KEEP_SIZES:
+            del self.batch_sizes[:-KEEP_SIZES]
+        stats = self.stats
+        stats.batches += 1
+        stats.chunks += size
+        stats.shared += callers > 1
+        stats.largest = max(stats.largest, size)

@@ -2,6 +2,7 @@
 
     python -m amanuensis.bench.load --requests 50 --concurrency 8            # starts its own server
     python -m amanuensis.bench.load --url http://127.0.0.1:9004 --requests 50
+    python -m amanuensis.bench.load --compare --requests 8 --concurrency 8    # one at a time vs at once
 
 Reports failures, lost requests (sent but never answered), p50/p95 latency and throughput in audio
 seconds per wall-clock second. Refuses non-loopback URLs: it is a test tool, not a traffic generator.
@@ -191,6 +192,38 @@ async def run_load(url: str, clips: Sequence[Clip], requests: int, concurrency: 
     )
 
 
+@dataclass
+class Comparison:
+    """The same requests served one at a time, then `concurrency` at a time."""
+
+    alone: Report
+    together: Report
+
+    @property
+    def ratio(self) -> float:
+        """Throughput (audio s/s) served together over served one at a time."""
+        base = self.alone.throughput_audio_s_per_s
+        return round(self.together.throughput_audio_s_per_s / base, 3) if base > 0 else 0.0
+
+
+async def compare_load(url: str, clips: Sequence[Clip], requests: int, concurrency: int, route: str = "/transcribe",
+                       api_key: str | None = None, time_limit_s: float = 600.0) -> Comparison:
+    """One warm-up request, then the same `requests` clips one at a time and `concurrency` at a time."""
+    await run_load(url, clips, 1, 1, route, api_key, time_limit_s)
+    alone = await run_load(url, clips, requests, 1, route, api_key, time_limit_s)
+    together = await run_load(url, clips, requests, concurrency, route, api_key, time_limit_s)
+    return Comparison(alone, together)
+
+
+def format_comparison(comparison: Comparison) -> str:
+    """Both reports and the throughput ratio."""
+    return (
+        "one at a time:\n" + format_report(comparison.alone)
+        + f"{comparison.together.concurrency} at a time:\n" + format_report(comparison.together)
+        + f"throughput ratio (concurrent / one at a time): {comparison.ratio:.2f}x\n"
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -254,14 +287,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--api-key", default=os.environ.get("AMANUENSIS_LOAD_API_KEY"))
     parser.add_argument("--server-flags", default="", help="flags for the started server, e.g. '--workers 2'")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--compare", action="store_true",
+                        help="serve the requests one at a time, then --concurrency at a time; print the ratio")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     clips = find_clips(args.data, args.max_clip_seconds)
 
-    def go(url: str) -> Report:
-        return asyncio.run(run_load(url, clips, args.requests, args.concurrency, args.route, args.api_key,
-                                    args.time_limit))
+    def go(url: str) -> Report | Comparison:
+        run = compare_load if args.compare else run_load
+        return asyncio.run(run(url, clips, args.requests, args.concurrency, args.route, args.api_key,
+                               args.time_limit))
 
     if args.url:
         report = go(args.url)
@@ -270,8 +306,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("starting a server (log: %s)", workdir / "server.log")
         with local_server(args.server_flags.split(), workdir / "server.log") as url:
             report = go(url)
-    sys.stdout.write(json.dumps(asdict(report), indent=2) + "\n" if args.json else format_report(report))
-    return 0 if report.failed == 0 and report.lost == 0 else 1
+    if isinstance(report, Comparison):
+        data = {**asdict(report), "ratio": report.ratio}
+        text = format_comparison(report)
+        reports = [report.alone, report.together]
+    else:
+        data, text, reports = asdict(report), format_report(report), [report]
+    sys.stdout.write(json.dumps(data, indent=2) + "\n" if args.json else text)
+    return 0 if all(r.failed == 0 and r.lost == 0 for r in reports) else 1
 
 
 if __name__ == "__main__":

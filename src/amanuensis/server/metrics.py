@@ -16,7 +16,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 RTF_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
 
 LiveSource = Callable[[], dict]
-"""Returns {"queue": {"waiting", "running", "workers"}, "frontend": chain status or None}."""
+"""Returns {"queue": {"waiting", "running", "workers"}, "frontend": chain status or None,
+"batching": {"batches", "chunks", "shared_batches"}}."""
 
 
 class _LiveCollector(Collector):
@@ -29,6 +30,7 @@ class _LiveCollector(Collector):
         yield GaugeMetricFamily("amanuensis_queue_depth", "Requests waiting for a worker", queue.get("waiting", 0))
         yield GaugeMetricFamily("amanuensis_queue_running", "Transcriptions running now", queue.get("running", 0))
         yield GaugeMetricFamily("amanuensis_workers", "Transcription workers", queue.get("workers", 0))
+        yield from _batching_metrics(live.get("batching") or {})
         backends = (live.get("frontend") or {}).get("backends", [])
         active = (live.get("frontend") or {}).get("active")
         families = {
@@ -54,6 +56,16 @@ class _LiveCollector(Collector):
         yield from families.values()
         yield healthy
         yield is_active
+
+
+def _batching_metrics(batching: dict) -> Iterator[Metric]:
+    yield CounterMetricFamily("amanuensis_engine_batches", "Engine batches run (encode + generate calls)",
+                              batching.get("batches", 0))
+    yield CounterMetricFamily("amanuensis_engine_batch_chunks", "30 s chunks decoded in engine batches",
+                              batching.get("chunks", 0))
+    yield CounterMetricFamily("amanuensis_engine_shared_batches",
+                              "Engine batches holding chunks of more than one request",
+                              batching.get("shared_batches", 0))
 
 
 class Metrics:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from ..errors import ModelError
 from ..models import EMBEDDED_ALIASES, ModelInfo, resolve_model
 from ..pipeline import Transcriber
+from ..scheduler import BatchScheduler
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class ModelPool:
         self._extra: OrderedDict[str, Transcriber] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
+        self.schedulers: list[BatchScheduler] = []
 
     def _load(self, name: str) -> Transcriber:
         started = time.perf_counter()
@@ -42,6 +44,12 @@ class ModelPool:
         )
         log.info("model loaded: name=%s path=%s seconds=%.2f", transcriber.info.name,
                  transcriber.info.path, time.perf_counter() - started)
+        if self.settings.cross_request_batching:
+            scheduler = BatchScheduler(transcriber.batched.engine.run, max_batch=self.settings.batch_size,
+                                       wait_s=self.settings.batch_wait_ms / 1000)
+            transcriber.share_batches(scheduler)
+            with self._lock:
+                self.schedulers.append(scheduler)
         return transcriber
 
     def load_default(self) -> None:
@@ -97,9 +105,42 @@ class ModelPool:
             with self._lock:
                 self._extra[info.path] = transcriber
                 while len(self._extra) > self.settings.max_models - 1:
-                    path, _ = self._extra.popitem(last=False)
+                    path, dropped = self._extra.popitem(last=False)
+                    self._drop_scheduler(dropped)
                     log.info("model unloaded (least recently used): path=%s", path)
             return transcriber
+
+    def _drop_scheduler(self, transcriber: Transcriber) -> None:
+        """Close an unloaded model's scheduler: its worker thread ends once its queue is empty, and a
+        request still using the model decodes its remaining chunks unbatched. Call with `self._lock` held."""
+        mine = getattr(transcriber, "_scheduler", None)
+        for scheduler in [s for s in self.schedulers if s is mine]:
+            self.schedulers.remove(scheduler)
+            threading.Thread(target=scheduler.close, name="amanuensis-batcher-close", daemon=True).start()
+
+    def batching(self) -> dict:
+        """Cross-request batching: the settings and the engine batches run so far, all models together."""
+        with self._lock:
+            stats = [scheduler.stats for scheduler in self.schedulers]
+        batches, chunks = sum(s.batches for s in stats), sum(s.chunks for s in stats)
+        return {
+            "enabled": self.settings.cross_request_batching,
+            "wait_ms": self.settings.batch_wait_ms,
+            "max_batch": self.settings.batch_size,
+            "max_concurrent": self.settings.max_concurrent,
+            "batches": batches,
+            "chunks": chunks,
+            "shared_batches": sum(s.shared for s in stats),
+            "largest_batch": max((s.largest for s in stats), default=0),
+            "mean_batch": round(chunks / batches, 3) if batches else None,
+        }
+
+    def close(self) -> None:
+        """Stop the batch schedulers after the chunks already queued are done."""
+        with self._lock:
+            schedulers, self.schedulers = self.schedulers, []
+        for scheduler in schedulers:
+            scheduler.close()
 
     def loaded_models(self) -> list[ModelInfo]:
         """Every model in memory now, the default first."""

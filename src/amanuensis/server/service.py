@@ -1,7 +1,9 @@
 """Runs transcription jobs off the event loop: fair queue → worker thread → Transcript.
 
 A job holds its worker slot until its thread really finishes (a timed-out or abandoned job is told to
-stop at its next segment, and only then frees the slot), so memory stays bounded by `workers`.
+stop at its next segment, and only then frees the slot), so memory stays bounded by the slots: `workers`,
+times `max_concurrent` with cross-request batching (the concurrent requests of a worker then share its
+model through one BatchScheduler, their chunks decoded in common engine batches).
 """
 
 from __future__ import annotations
@@ -146,8 +148,8 @@ class TranscriptionService:
         self.settings = settings
         self.metrics = metrics
         self.pool = pool or ModelPool(settings)
-        self.queue = FairQueue(settings.workers, settings.max_queue)
-        self.executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="amanuensis-worker")
+        self.queue = FairQueue(settings.slots(), settings.max_queue)
+        self.executor = ThreadPoolExecutor(settings.slots(), thread_name_prefix="amanuensis-worker")
         self.counters = Counters()
         self.started = time.time()
         self.accepting = False
@@ -162,6 +164,7 @@ class TranscriptionService:
         """Stop accepting; wait for running jobs to end."""
         self.accepting = False
         await asyncio.to_thread(self.executor.shutdown, True, cancel_futures=True)
+        await asyncio.to_thread(self.pool.close)
 
     @property
     def ready(self) -> bool:
@@ -274,16 +277,17 @@ class TranscriptionService:
 
     def live(self) -> dict:
         """Queue and front-end state (cheap; for /metrics)."""
-        return {"queue": self.queue_status(), "frontend": self.frontend()}
+        return {"queue": self.queue_status(), "frontend": self.frontend(), "batching": self.pool.batching()}
 
     def frontend(self) -> dict | None:
         """The default model's front-end chain status."""
         return frontend_status(self.pool.default) if self.pool.loaded else None
 
     def queue_status(self) -> dict:
-        """Workers, running and waiting jobs."""
+        """Workers, slots (transcriptions at once), running and waiting jobs."""
         return {
-            "workers": self.queue.workers,
+            "workers": self.settings.workers,
+            "slots": self.queue.workers,
             "running": self.queue.running,
             "waiting": self.queue.depth,
             "max_waiting": self.queue.max_waiting,
@@ -327,6 +331,7 @@ class TranscriptionService:
                 "audio_seconds": round(counters.audio_seconds, 3),
             },
             "queue": self.queue_status(),
+            "batching": self.pool.batching(),
             "realtime_factor": {
                 "last": rtfs,
                 "mean": round(statistics.fmean(rtfs), 4) if rtfs else None,

@@ -23,9 +23,13 @@ class ServerSettings(BaseSettings):
     model: str = "tiny.en"
     device: str = "auto"
     compute_type: str = "auto"
-    workers: int = Field(1, ge=1, le=64, description="transcriptions run at once (one model replica each)")
+    workers: int = Field(1, ge=1, le=64, description="model replicas, each running up to max_concurrent requests")
     cpu_threads: int = Field(0, ge=0, description="CTranslate2 threads per worker; 0 = cores / workers")
     batch_size: int = Field(8, ge=1, le=64, description="30 s chunks of one request decoded together per step")
+    max_concurrent: int = Field(8, ge=1, le=64, description="requests transcribed at once per worker, "
+                                "their chunks batched together (with batch_wait_ms > 0)")
+    batch_wait_ms: float = Field(50.0, ge=0, le=1000, description="how long a chunk waits for other requests' "
+                                 "chunks to share its engine batch; 0 turns cross-request batching off")
     max_queue: int = Field(32, ge=0, description="requests allowed to wait for a worker; past it, 503")
     max_models: int = Field(2, ge=1, description="models held in memory at once, the default included")
     max_upload_mb: float = Field(200.0, gt=0)
@@ -58,6 +62,15 @@ class ServerSettings(BaseSettings):
         """The upload limit in bytes."""
         return int(self.max_upload_mb * 1024 * 1024)
 
+    @property
+    def cross_request_batching(self) -> bool:
+        """True when concurrent requests share engine batches."""
+        return self.batch_wait_ms > 0
+
+    def slots(self) -> int:
+        """Transcriptions run at once: `max_concurrent` per worker with cross-request batching, else one."""
+        return self.workers * (self.max_concurrent if self.cross_request_batching else 1)
+
     def threads_per_worker(self) -> int:
         """CTranslate2 intra-op threads for each worker's model replica."""
         if self.cpu_threads:
@@ -72,9 +85,13 @@ _FLAGS: dict[str, tuple[str, dict]] = {
     "--model": ("model", {"help": "model loaded at start-up (default tiny.en, embedded)"}),
     "--device": ("device", {"help": "auto, cpu or cuda (default auto)"}),
     "--compute-type": ("compute_type", {"help": "CTranslate2 compute type (default auto: int8 CPU, float16 GPU)"}),
-    "--workers": ("workers", {"type": int, "help": "transcriptions run at once (default 1)"}),
+    "--workers": ("workers", {"type": int, "help": "model copies, each serving --max-concurrent requests (default 1)"}),
     "--cpu-threads": ("cpu_threads", {"type": int, "help": "threads per worker (default cores / workers)"}),
     "--batch-size": ("batch_size", {"type": int, "help": "chunks decoded together per step (default 8)"}),
+    "--max-concurrent": ("max_concurrent", {"type": int, "help": "requests transcribed at once per worker, "
+                                            "sharing its batches (default 8)"}),
+    "--batch-wait-ms": ("batch_wait_ms", {"type": float, "help": "wait for other requests' chunks to batch "
+                                          "with (default 50; 0 = off)"}),
     "--max-queue": ("max_queue", {"type": int, "help": "requests that may wait for a worker (default 32)"}),
     "--max-models": ("max_models", {"type": int, "help": "models held in memory at once (default 2)"}),
     "--max-upload-mb": ("max_upload_mb", {"type": float, "help": "upload size limit in MiB (default 200)"}),
