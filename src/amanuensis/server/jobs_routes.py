@@ -33,7 +33,7 @@ from .errors import ApiError
 from .params import Form, native_params
 from .queue import QueueFull
 from .service import TranscriptionService, load_audio, probe_seconds
-from .upload import FILE_FIELD, read_upload
+from .upload import read_upload, require_audio
 
 log = logging.getLogger(__name__)
 
@@ -188,11 +188,7 @@ async def submit_job(request: Request) -> JSONResponse:
         raise ApiError(503, "the server is starting or stopping", code="not_ready", headers={"Retry-After": "5"})
     upload = await read_upload(request, settings.max_upload_bytes, manager.store.upload_dir)
     try:
-        if upload.path is None:
-            raise ApiError(400, "no audio: send it as the multipart field 'file'", code="missing_file",
-                           param=FILE_FIELD)
-        if upload.size == 0:
-            raise AudioError("the uploaded file is empty (0 bytes)")
+        require_audio(upload)
         form = Form(upload.fields)
         task = (form.text("task") or "transcribe").lower()
         params = native_params(form)

@@ -11,13 +11,13 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
-from ..errors import AmanuensisError, AudioError, OptionsError
+from ..errors import AmanuensisError, OptionsError
 from .auth import client_key, require_api_key
 from .errors import ApiError, error_body, from_domain
 from .params import Form, Params, native_params, openai_params
 from .responses import delta_event, done_event, native_response, openai_response, sse
 from .service import Job, JobResult, TranscriptionService
-from .upload import FILE_FIELD, Upload, read_upload
+from .upload import FILE_FIELD, Upload, read_upload, require_audio
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +60,7 @@ async def _prepare(request: Request, parse: Callable[[Form], Params], task: str)
         raise ApiError(408, f"the upload did not arrive within {settings.request_timeout:g} s",
                        code="upload_timeout", param=FILE_FIELD) from None
     try:
-        if upload.path is None:
-            raise ApiError(400, "no audio: send it as the multipart field 'file'", code="missing_file",
-                           param=FILE_FIELD)
-        if upload.size == 0:
-            raise AudioError("the uploaded file is empty (0 bytes)")
+        require_audio(upload)
         params = parse(Form(upload.fields))
         info = await service.resolve_model(params.model)
         try:

@@ -15,6 +15,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
+from ..errors import AudioError
 from .errors import ApiError, UploadTooLargeError
 
 log = logging.getLogger(__name__)
@@ -183,3 +184,11 @@ async def read_upload(request: Request, limit: int, tmp_dir: Path | None = None)
         raise
     parts.close()
     return upload
+
+
+def require_audio(upload: Upload) -> None:
+    """Raise a 400 naming `file` when the upload has no file part, or an AudioError when it is empty."""
+    if upload.path is None:
+        raise ApiError(400, "no audio: send it as the multipart field 'file'", code="missing_file", param=FILE_FIELD)
+    if upload.size == 0:
+        raise AudioError("the uploaded file is empty (0 bytes)")
