@@ -231,3 +231,75 @@ def test_concurrent_transcriptions_share_engine_batches(transcriber, recording):
             thread.join()
     assert texts == [expected] * 3
     assert max(scheduler.batch_sizes) >= 2
+
+
+class _ConstantVad:
+    """A VAD that calls every frame speech (score 0.9), except the frames in `quiet` (score 0.0)."""
+
+    def __init__(self, quiet: tuple[float, float] | None = None) -> None:
+        self.quiet = quiet
+
+    def probabilities(self, samples: np.ndarray) -> np.ndarray:
+        probs = np.full(-(-len(samples) // 512), 0.9, dtype=np.float32)
+        if self.quiet:
+            probs[int(self.quiet[0] * SAMPLE_RATE) // 512 : int(self.quiet[1] * SAMPLE_RATE) // 512] = 0.0
+        return probs
+
+
+def _scripted(transcriber, outputs, vad):
+    """A BatchedTranscriber whose engine answers each job with the next scripted (start, text, end)
+    list; returns it and the list of (first sample value, samples) of every job it was given."""
+    batched = BatchedTranscriber(transcriber, batch_size=1, vad=vad)
+    tokenizer = batched.engine.tokenizer()
+    seen: list[tuple[float, int]] = []
+
+    def run_batch(jobs):
+        out = []
+        for job in jobs:
+            seen.append((float(job.audio[0]), len(job.audio)))
+            tokens = []
+            for start, text, end in outputs.pop(0):
+                tokens += [tokenizer.timestamp_begin + round(start / 0.02), *tokenizer.encode(" " + text),
+                           tokenizer.timestamp_begin + round(end / 0.02)]
+            out.append(Decoded(tokens, -0.2, 0.01, 1.2, 0.0, tokenizer.decode(tokens)))
+        return out
+
+    batched.run_batch = run_batch
+    return batched, seen
+
+
+def _ramp(seconds: float) -> np.ndarray:
+    """Audio whose sample values say where they come from (sample index / 1e9: too quiet for the
+    VAD's energy gate, so the fake VAD alone decides what is speech)."""
+    return (np.arange(int(seconds * SAMPLE_RATE)) / 1e9).astype(np.float32)
+
+
+def test_speech_the_model_jumped_over_is_decoded_again_in_a_shorter_chunk(transcriber):
+    dense = "and then we talked about the weather for a while, as one does"
+    outputs = [
+        [(0.0, "The horizon seems extremely distant.", 19.0)],  # 19 s for six words: a skip
+        [(0.0, "The horizon seems extremely distant.", 3.0), (3.0, dense, 9.5)],
+        [(0.0, dense, 5.0), (5.0, dense, 10.0), (10.0, dense, 14.0), (14.0, dense, 20.5)],
+    ]
+    batched, seen = _scripted(transcriber, outputs, _ConstantVad())
+    segments, _, _ = batched.transcribe(_ramp(30.0), TranscribeOptions(vad_filter=True))
+    assert seen[1][0] == seen[0][0] == 0.0, "the retry starts where the skipped chunk started"
+    assert seen[1][1] < seen[0][1] and seen[1][1] <= 15 * SAMPLE_RATE, "…and is shorter"
+    assert seen[2][0] == pytest.approx(seen[1][1] / 1e9, rel=1e-4), "then the lane goes on after it"
+    assert [s.text.strip() for s in segments][:2] == ["The horizon seems extremely distant.", dense]
+    assert segments[0].end <= 3.0
+    assert not outputs
+
+
+def test_a_short_tail_with_speech_in_it_starts_the_next_chunk(transcriber):
+    words = "a sentence that ends well before the end of the chunk"
+    full = [(0.0, words, 7.0), (7.0, words, 14.0), (14.0, words, 21.0), (21.0, words, 28.9)]
+    # speech all through: the untranscribed 1 s after 28.9 s is a word the model left out
+    batched, seen = _scripted(transcriber, [full, [(0.0, "Thank you.", 1.0)]], _ConstantVad())
+    segments, _, _ = batched.transcribe(_ramp(29.9), TranscribeOptions())
+    assert len(seen) == 2 and seen[1][0] == pytest.approx(28.9 * SAMPLE_RATE / 1e9, rel=1e-4)
+    assert segments[-1].text.strip() == "Thank you."
+    # the same tail in silence (by VAD) is let go: one chunk only
+    batched, seen = _scripted(transcriber, [list(full)], _ConstantVad(quiet=(28.9, 29.9)))
+    batched.transcribe(_ramp(29.9), TranscribeOptions(vad_filter=False))
+    assert len(seen) == 1

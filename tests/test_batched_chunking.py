@@ -67,6 +67,22 @@ def test_next_chunk_starts_at_a_position_inside_a_region():
     assert next_chunk(regions, 20 * S) is None
 
 
+def test_a_region_cut_at_a_pause_ends_the_chunk():
+    # 20 s fit, the 28 s region is cut at its pause (27 s), and the 1 s region after it must wait:
+    # putting it in this chunk would jump over the rest of the cut region
+    regions = [(0, 20 * S), (22 * S, 50 * S), (52 * S, 53 * S)]
+    probs = np.full(53 * S // FRAME_SAMPLES + 1, 0.95, dtype=np.float32)
+    pause = 27 * S // FRAME_SAMPLES
+    probs[pause - 1 : pause + 2] = 0.02
+    chunk = next_chunk(regions, 0, probs)
+    assert chunk.pieces[0] == (0, 20 * S)
+    assert abs(chunk.pieces[-1][1] - 27 * S) <= FRAME_SAMPLES
+    assert len(chunk.pieces) == 2
+    following = next_chunk(regions, chunk.pieces[-1][1], probs)
+    assert following.pieces[0][0] == chunk.pieces[-1][1]
+    assert _covered(pack_chunks(regions, probs)) == regions
+
+
 def test_time_map_skips_removed_silence_and_keeps_seam_ends_in_the_earlier_piece():
     chunk = Chunk(0, [(10 * S, 14 * S), (20 * S, 25 * S)])
     assert chunk.duration == 9.0

@@ -21,7 +21,7 @@ from .chunking import CHUNK_SAMPLES, Chunk, next_chunk, plan_lanes, split_long_r
 from .decoding import Decoded, DecodeSettings, is_loop
 from .engine import ChunkJob, WhisperEngine
 from .transcript import Segment, Word
-from .vad import SileroVad, VadOptions, default_vad, detect_speech
+from .vad import FRAME_SAMPLES, SileroVad, VadOptions, default_vad, detect_speech
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,12 @@ ProgressCallback = Callable[[float, float], None]
 SegmentCallback = Callable[[Segment], None]
 RunBatch = Callable[[list[ChunkJob]], list[Decoded]]
 PROMPT_RESET_TEMPERATURE = 0.5
+SKIP_MIN_SECONDS = 10.0
+"""A segment at least this long…"""
+SKIP_MAX_CHARS_PER_SECOND = 4.5
+"""…with fewer characters per second than this is speech the model skipped, not slow speech."""
+TAIL_SPEECH_SECONDS = 0.32
+"""Speech (by VAD) this long in an untranscribed chunk tail means the model left a word out."""
 
 
 @dataclass
@@ -167,11 +173,13 @@ class BatchedTranscriber:
         positions: list[int | None] = [lane[0][0] for lane in lanes]
         history = [list(ctx.initial) for _ in lanes]
         pending: list[list[Segment]] = [[] for _ in lanes]
+        limits: list[int | None] = [None] * len(lanes)  # a shorter next chunk, after a skip
         published = 0
         while True:
             active, chunks = [], []
             for i, lane in enumerate(lanes):
-                chunk = next_chunk(lane, positions[i], ctx.probs) if positions[i] is not None else None
+                room = limits[i] or CHUNK_SAMPLES
+                chunk = next_chunk(lane, positions[i], ctx.probs, room) if positions[i] is not None else None
                 if chunk is None:
                     positions[i] = None
                     continue
@@ -187,7 +195,10 @@ class BatchedTranscriber:
             results = self.run_batch(jobs)
             ctx.chunks += len(jobs)
             for i, chunk, decoded in zip(active, chunks, results, strict=True):
-                produced, covered, kept = self._segments(chunk, decoded, ctx)
+                produced, covered, kept, retry = self._segments(chunk, decoded, ctx, retry_skips=not limits[i])
+                limits[i] = retry
+                if retry:  # the model skipped speech at the start: decode a shorter chunk from here again
+                    continue
                 end = chunk.pieces[-1][1] if covered >= chunk.duration else round(
                     chunk.to_original(covered, is_end=True) * SAMPLE_RATE)
                 consumed = _speech_between(lanes[i], positions[i], end)
@@ -216,15 +227,21 @@ class BatchedTranscriber:
             return False
         return settings.log_prob_threshold is None or decoded.avg_logprob < settings.log_prob_threshold
 
-    def _segments(self, chunk: Chunk, decoded: Decoded, ctx: _Context) -> tuple[list[Segment], float, list[int]]:
-        """Segments in original time, the chunk time decoded for good, and the tokens to condition on."""
+    def _segments(
+        self, chunk: Chunk, decoded: Decoded, ctx: _Context, retry_skips: bool = True
+    ) -> tuple[list[Segment], float, list[int], int | None]:
+        """Segments in original time, the chunk time decoded for good, the tokens to condition on, and
+        (when the model skipped speech at the chunk's start) the samples of a shorter chunk to decode instead."""
         if self._is_silence(decoded, ctx.settings):
-            return [], chunk.duration, []
+            return [], chunk.duration, [], None
         split = split_by_timestamps(decoded.tokens, ctx.tokenizer, chunk.duration)
         pieces, covered, kept = split.complete, split.covered, split.kept_tokens
         if split.trailing is not None or covered < chunk.duration:
             tail = chunk.duration - covered
-            if tail <= self.tail_seconds or covered < self.min_advance_seconds:
+            # a short tail is let go only when it holds no words: a word cut off by the chunk's end
+            # is left out by the model, so a tail with speech in it starts the lane's next chunk
+            idle = split.trailing is None and not _has_speech(ctx.probs, chunk, covered)
+            if (tail <= self.tail_seconds and idle) or covered < self.min_advance_seconds:
                 pieces = pieces + ([split.trailing] if split.trailing else [])
                 covered, kept = chunk.duration, split.all_tokens
         loop = next((k for k, (_, _, tokens) in enumerate(pieces)
@@ -233,6 +250,12 @@ class BatchedTranscriber:
             # decode again from where the loop began (with a fresh prompt), always moving forward
             covered = min(chunk.duration, max(pieces[loop][0], self.min_advance_seconds))
             pieces, kept = pieces[:loop], []
+        skip = next((k for k, piece in enumerate(pieces) if is_skip(*piece, ctx.tokenizer)), None)
+        if skip is not None and retry_skips:
+            start, end, _ = pieces[skip]
+            if start < self.min_advance_seconds:
+                return [], 0.0, [], max(round((start + end) / 2 * SAMPLE_RATE), CHUNK_SAMPLES // 6)
+            covered, pieces, kept = start, pieces[:skip], []
         words = list(decoded.words or [])
         out = []
         for start, end, tokens in pieces:
@@ -262,7 +285,7 @@ class BatchedTranscriber:
                     segment.start = max(segment.start, min(segment.words[0].start, segment.end))
                     segment.end = max(segment.start, segment.words[-1].end)
             out.append(segment)
-        return out, covered, kept
+        return out, covered, kept, None
 
     @staticmethod
     def _append(segments: list[Segment], segment: Segment, duration: float, on_segment: SegmentCallback | None) -> None:
@@ -290,6 +313,19 @@ def split_windows(regions: list[tuple[int, int]], speech_samples: int) -> list[l
         windows[-1].append(region)
         filled += region[1] - region[0]
     return windows
+
+
+def _has_speech(probs: np.ndarray, chunk: Chunk, after: float, threshold: float = 0.5) -> bool:
+    """True when the chunk holds TAIL_SPEECH_SECONDS of speech-like frames in a row after chunk time `after`."""
+    start = round(chunk.to_original(after) * SAMPLE_RATE) // FRAME_SAMPLES
+    end = chunk.pieces[-1][1] // FRAME_SAMPLES
+    needed = max(1, round(TAIL_SPEECH_SECONDS * SAMPLE_RATE / FRAME_SAMPLES))
+    run = 0
+    for p in probs[start:end].tolist():
+        run = run + 1 if p >= threshold else 0
+        if run >= needed:
+            return True
+    return False
 
 
 def _speech_between(regions: list[tuple[int, int]], start: int | None, end: int) -> int:
@@ -336,6 +372,13 @@ def split_by_timestamps(tokens: list[int], tokenizer: object, duration: float) -
     if trailing is None and not complete:
         covered = duration
     return TimestampSplit(complete, trailing, covered, tokens[:last_closed], tokens)
+
+
+def is_skip(start: float, end: float, tokens: list[int], tokenizer: object) -> bool:
+    """A long segment with little text: Whisper jumped over speech it found hard (a whole stretch
+    of it), closing the segment far after its words."""
+    duration = end - start
+    return duration >= SKIP_MIN_SECONDS and len(tokenizer.decode(tokens).strip()) < SKIP_MAX_CHARS_PER_SECOND * duration
 
 
 def _is_loop(text: str, settings: DecodeSettings) -> bool:

@@ -125,12 +125,13 @@ def next_chunk(
             lo = start + max(room - slack_samples, min(room, FRAME_SAMPLES * 8))
             end = _pause_in(lo, start + room, probs)
             end = min(max(end, start + FRAME_SAMPLES), start + room)
+            room = 0  # the rest of this region comes first in the next chunk: nothing after it fits here
         if pieces and pieces[-1][1] == start:
             pieces[-1] = (pieces[-1][0], end)
         else:
             pieces.append((start, end))
         total += end - start
-        if total >= max_samples:
+        if total >= max_samples or room == 0:
             break
     return Chunk(index, pieces) if pieces else None
 
