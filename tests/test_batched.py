@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from amanuensis.audio import SAMPLE_RATE, decode_audio
 from amanuensis.batched import BatchedTranscriber
 from amanuensis.bench.e2e import word_error_rate
 from amanuensis.decoding import Decoded, DecodeSettings, needs_fallback, pick_best
-from amanuensis.engine import ChunkJob
+from amanuensis.engine import ChunkJob, window_frames
 from amanuensis.pipeline import TranscribeOptions
 from amanuensis.scheduler import BatchScheduler
 from amanuensis.vad import detect_speech
@@ -147,8 +148,9 @@ def test_fallback_redecodes_only_the_failing_chunks(transcriber, monkeypatch):
     clip = decode_audio(DATA / "whisper" / "jfk.flac")
     settings = DecodeSettings(log_prob_threshold=-0.25)  # strict enough that speech fails it
     tokenizer = engine.tokenizer()
+    # both in one 20 s encoder window, so one batch
     jobs = [ChunkJob(clip, engine.prompt(tokenizer, []), settings),
-            ChunkJob(np.zeros(SAMPLE_RATE, dtype=np.float32) + 0.001, engine.prompt(tokenizer, []), settings)]
+            ChunkJob(np.zeros(8 * SAMPLE_RATE, dtype=np.float32) + 0.001, engine.prompt(tokenizer, []), settings)]
     batch_sizes = []
     original = engine._generate
 
@@ -191,6 +193,37 @@ def test_scheduler_batches_concurrent_callers():
     assert answers == {n: n for n in range(6)}
     assert sum(seen) == 6 and max(seen) > 1 and max(seen) <= 4
     assert scheduler.batch_sizes == seen
+
+
+def test_scheduler_waits_for_as_many_callers_as_were_recently_active():
+    seen: list[int] = []
+
+    def run(jobs):
+        seen.append(len(jobs))
+        return [Decoded([], 0.0, 0.0, 1.0, 0.0, "") for _ in jobs]
+
+    settings = DecodeSettings()
+    job = ChunkJob(np.zeros(10, np.float32), [0], settings)
+    with BatchScheduler(run, max_batch=4, wait_s=1.0) as scheduler:
+        with scheduler.caller():
+            scheduler.run([job])  # a lone caller never waits
+        assert seen == [1]
+        with scheduler.caller(), scheduler.caller(), scheduler.caller():
+            pass  # three callers were active at once just now: a wave of load
+
+        def late_caller() -> None:
+            time.sleep(0.2)
+            with scheduler.caller():
+                scheduler.run([job])
+
+        thread = threading.Thread(target=late_caller)
+        thread.start()
+        with scheduler.caller():
+            started = time.monotonic()
+            scheduler.run([job])  # all the callers active now are in, but it waits for more
+        thread.join()
+    assert seen[1:] == [2], "the first caller of the wave waited for the second one"
+    assert time.monotonic() - started < 5
 
 
 def test_scheduler_keeps_different_settings_apart_and_reports_errors():
@@ -294,12 +327,50 @@ def test_speech_the_model_jumped_over_is_decoded_again_in_a_shorter_chunk(transc
 def test_a_short_tail_with_speech_in_it_starts_the_next_chunk(transcriber):
     words = "a sentence that ends well before the end of the chunk"
     full = [(0.0, words, 7.0), (7.0, words, 14.0), (14.0, words, 21.0), (21.0, words, 28.9)]
-    # speech all through: the untranscribed 1 s after 28.9 s is a word the model left out
-    batched, seen = _scripted(transcriber, [full, [(0.0, "Thank you.", 1.0)]], _ConstantVad())
-    segments, _, _ = batched.transcribe(_ramp(29.9), TranscribeOptions())
+    rest = [(0.0, "Thank you.", 1.0), (1.0, words, 8.0), (8.0, words, 16.0)]
+    # 45 s of speech, cut near 30 s: the untranscribed second after 28.9 s is a word the model left out
+    batched, seen = _scripted(transcriber, [full, rest], _ConstantVad())
+    segments, _, _ = batched.transcribe(_ramp(45.0), TranscribeOptions())
     assert len(seen) == 2 and seen[1][0] == pytest.approx(28.9 * SAMPLE_RATE / 1e9, rel=1e-4)
-    assert segments[-1].text.strip() == "Thank you."
-    # the same tail in silence (by VAD) is let go: one chunk only
-    batched, seen = _scripted(transcriber, [list(full)], _ConstantVad(quiet=(28.9, 29.9)))
-    batched.transcribe(_ramp(29.9), TranscribeOptions(vad_filter=False))
+    assert [s.text.strip() for s in segments].count("Thank you.") == 1
+    # the same tail in silence (by VAD) is let go: the next chunk starts where the first one ended
+    batched, seen = _scripted(transcriber, [list(full), list(rest)], _ConstantVad(quiet=(28.9, 29.99)))
+    batched.transcribe(_ramp(45.0), TranscribeOptions(vad_filter=False))
+    assert seen[1][0] == pytest.approx(seen[0][1] / 1e9, rel=1e-4)
+    # and so is a tail at the end of the speech: the model saw the silence after it
+    batched, seen = _scripted(transcriber, [list(full)], _ConstantVad())
+    batched.transcribe(_ramp(29.9), TranscribeOptions())
     assert len(seen) == 1
+
+
+@pytest.mark.parametrize(("seconds", "margin", "frames"), [
+    (0.5, 5.0, 1000), (5.0, 5.0, 1000), (6.0, 5.0, 2000), (15.0, 5.0, 2000), (15.5, 5.0, 3000),
+    (29.9, 5.0, 3000), (3.0, None, 3000),
+])
+def test_short_chunks_get_short_encoder_windows_with_silence_after_them(seconds, margin, frames):
+    assert window_frames(int(seconds * SAMPLE_RATE), margin) == frames
+
+
+def test_engine_encodes_each_window_size_apart_and_features_are_the_30_s_ones_cut(transcriber):
+    engine = BatchedTranscriber(transcriber).engine
+    clip = decode_audio(DATA / "whisper" / "jfk.flac")  # 11 s: a 20 s window
+    short = clip[: 3 * SAMPLE_RATE]  # a 10 s window
+    full = engine.features([clip])
+    assert np.array_equal(engine.features([clip], 2000), full[:, :, :2000])
+    groups: list[tuple[int, int]] = []
+    original = engine._run_group
+
+    def spy(jobs, prompts, settings, frames=3000):
+        groups.append((len(jobs), frames))
+        return original(jobs, prompts, settings, frames)
+
+    engine._run_group = spy
+    tokenizer = engine.tokenizer()
+    settings = DecodeSettings()
+    jobs = [ChunkJob(a, engine.prompt(tokenizer, []), settings) for a in (clip, short, clip)]
+    results = engine.run(jobs)
+    assert sorted(groups) == [(1, 1000), (2, 2000)]
+    assert "ask not what your country" in results[0].text.lower() and results[0].text == results[2].text
+    assert "fellow americans" in results[1].text.lower()
+    whole = engine.run([ChunkJob(clip, engine.prompt(tokenizer, []), DecodeSettings(window_margin_s=None))])
+    assert groups[-1] == (1, 3000) and "ask not what your country" in whole[0].text.lower()

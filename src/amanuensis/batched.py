@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .chunking import CHUNK_SAMPLES, Chunk, next_chunk, plan_lanes, split_long_regions
+from .chunking import CHUNK_SAMPLES, Chunk, ends_in_speech, next_chunk, plan_lanes, split_long_regions
 from .decoding import Decoded, DecodeSettings, is_loop
 from .engine import ChunkJob, WhisperEngine
 from .transcript import Segment, Word
@@ -183,6 +183,7 @@ class BatchedTranscriber:
                 if chunk is None:
                     positions[i] = None
                     continue
+                chunk.cut_in_speech = ends_in_speech(regions, chunk.pieces[-1][1])
                 active.append(i)
                 chunks.append(chunk)
             if not active:
@@ -240,7 +241,7 @@ class BatchedTranscriber:
             tail = chunk.duration - covered
             # a short tail is let go only when it holds no words: a word cut off by the chunk's end
             # is left out by the model, so a tail with speech in it starts the lane's next chunk
-            idle = split.trailing is None and not _has_speech(ctx.probs, chunk, covered)
+            idle = split.trailing is None and not (chunk.cut_in_speech and _has_speech(ctx.probs, chunk, covered))
             if (tail <= self.tail_seconds and idle) or covered < self.min_advance_seconds:
                 pieces = pieces + ([split.trailing] if split.trailing else [])
                 covered, kept = chunk.duration, split.all_tokens

@@ -20,6 +20,8 @@ class Chunk:
 
     index: int
     pieces: list[tuple[int, int]]
+    cut_in_speech: bool = False
+    """The chunk ends inside a stretch of speech (cut at a pause), not where the speech stops."""
     _starts: list[int] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -69,6 +71,19 @@ class Chunk:
     def contiguous_with(self, other: Chunk) -> bool:
         """True when `other` starts right where this chunk ends (no audio left out between them)."""
         return other.pieces[0][0] == self.pieces[-1][1]
+
+
+def ends_in_speech(regions: list[tuple[int, int]], sample: int) -> bool:
+    """True when `sample` falls inside one of the sorted `regions`, or where one runs straight into
+    the next (a cut made in continuous speech), rather than at the end of a stretch of speech."""
+    k = bisect.bisect_right(regions, (sample, float("inf"))) - 1
+    if k < 0:
+        return False
+    start, end = regions[k]
+    if start < sample < end:
+        return True
+    following = regions[k + 1][0] if k + 1 < len(regions) else None
+    return (sample == end and following == sample) or (sample == start and k > 0 and regions[k - 1][1] == sample)
 
 
 def split_long_regions(

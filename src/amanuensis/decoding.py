@@ -36,6 +36,9 @@ class DecodeSettings:
     seek_past_loops_after: float | None = 5.0
     """A loop (a repetitive segment) that starts this many seconds or more into a chunk is no reason
     to fall back: the caller drops it and decodes again from its start. None: always fall back."""
+    window_margin_s: float | None = 5.0
+    """Encode a chunk in the shortest window (10, 20 or 30 s) that leaves this much silence after it;
+    None: always Whisper's 30 s window."""
     without_timestamps: bool = False
     word_timestamps: bool = False
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import ctranslate2
 import numpy as np
 
-from .chunking import CHUNK_SAMPLES
 from .decoding import (
     TIME_PRECISION,
     Decoded,
@@ -30,9 +29,29 @@ from .decoding import (
 
 log = logging.getLogger(__name__)
 
+HOP_SAMPLES = 160
+
 N_FRAMES = 3000
+FRAMES_PER_SECOND = 100
+WINDOW_STEP_FRAMES = 1000
+"""Encoder windows are 10, 20 or 30 s, so that chunks of different lengths still share batches."""
+SHORTEST_WINDOW_FRAMES = 1000
+"""Windows shorter than 10 s made the model loop on short clips: never below this."""
 TOKENS_PER_SECOND = 50
 MAX_PROMPT_TOKENS = 223
+
+
+def window_frames(num_samples: int, margin_s: float | None) -> int:
+    """Encoder frames for a chunk of `num_samples`: 30 s, or with `margin_s`, the shortest window of 10,
+    20 or 30 s that leaves `margin_s` of silence after the audio.
+
+    The encoder's cost grows faster than its input (a 15 s window costs a fifth of a 30 s one), and
+    the decoder only needs the silence after the speech to see where it ends."""
+    if margin_s is None:
+        return N_FRAMES
+    needed = -(-num_samples // HOP_SAMPLES) + round(margin_s * FRAMES_PER_SECOND)
+    stepped = -(-needed // WINDOW_STEP_FRAMES) * WINDOW_STEP_FRAMES
+    return min(N_FRAMES, max(SHORTEST_WINDOW_FRAMES, stepped))
 
 
 @dataclass
@@ -43,6 +62,11 @@ class ChunkJob:
     prompt: list[int]
     settings: DecodeSettings
     detect_language: bool = False
+
+    @property
+    def frames(self) -> int:
+        """Encoder window (frames) for this job."""
+        return window_frames(len(self.audio), self.settings.window_margin_s)
 
 
 @dataclass
@@ -96,21 +120,29 @@ class WhisperEngine:
             tokens.append(tokenizer.no_timestamps)
         return tokens
 
-    def features(self, audios: list[np.ndarray]) -> np.ndarray:
-        """Log-mel features (B, n_mels, 3000) of chunks zero-padded to 30 s, via the installed front end."""
+    def features(self, audios: list[np.ndarray], frames: int = N_FRAMES) -> np.ndarray:
+        """Log-mel features (B, n_mels, frames) of chunks zero-padded to `frames` (default 30 s), via the
+        installed front end. Columns equal the first `frames` of the 30 s window's (padding is silence)."""
         extractor = self.whisper.feature_extractor
+        samples = frames * HOP_SAMPLES
         out = []
         for audio in audios:
-            padded = np.zeros(CHUNK_SAMPLES, dtype=np.float32)
-            padded[: min(len(audio), CHUNK_SAMPLES)] = audio[:CHUNK_SAMPLES]
+            padded = np.zeros(samples, dtype=np.float32)
+            padded[: min(len(audio), samples)] = audio[:samples]
             mel = np.asarray(extractor(padded), dtype=np.float32)
-            out.append(mel[:, :N_FRAMES])
+            out.append(mel[:, :frames])
         return np.ascontiguousarray(np.stack(out))
 
     def encode(self, features: np.ndarray) -> ctranslate2.StorageView:
-        """Run the encoder on a batch of features; the result stays on the model's device."""
-        view = ctranslate2.StorageView.from_array(features)
-        return self.model.encode(view, to_cpu=False)
+        """Run the encoder on a batch of features; the result stays on the model's device.
+
+        On CPU the rows are encoded one at a time and joined: a batched encoder call costs more per
+        row than single calls there (its activations outgrow the caches), unlike on a GPU."""
+        if self.model.device != "cpu" or len(features) == 1:
+            return self.model.encode(ctranslate2.StorageView.from_array(features), to_cpu=False)
+        rows = [np.asarray(self.model.encode(ctranslate2.StorageView.from_array(features[i : i + 1])))
+                for i in range(len(features))]
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate(rows)))
 
     def language_of(self, audio: np.ndarray) -> tuple[str, float]:
         """The language detected in one chunk and its probability (serialised with `run`)."""
@@ -124,7 +156,8 @@ class WhisperEngine:
 
         CTranslate2 needs <|startoftranscript|> at one position in every prompt of a batch, so jobs
         with previous text are decoded together with their previous text cut to a common length,
-        and jobs without previous text form a second batch.
+        and jobs without previous text form a second batch. Jobs are also grouped by encoder window
+        (short chunks are encoded in short windows, see `window_frames`).
         """
         if not jobs:
             return []
@@ -132,11 +165,16 @@ class WhisperEngine:
         if any(job.settings != settings for job in jobs):
             raise ValueError("one engine batch needs one DecodeSettings")
         results: list[Decoded | None] = [None] * len(jobs)
+        by_window: dict[int, list[int]] = {}
+        for i, job in enumerate(jobs):
+            by_window.setdefault(job.frames, []).append(i)
         with self._lock:
-            for indices, prompts in self._prompt_groups(jobs):
-                group = [jobs[i] for i in indices]
-                for i, result in zip(indices, self._run_group(group, prompts, settings), strict=True):
-                    results[i] = result
+            for frames, members in sorted(by_window.items()):
+                for indices, prompts in self._prompt_groups([jobs[i] for i in members]):
+                    group = [jobs[members[i]] for i in indices]
+                    decoded = self._run_group(group, prompts, settings, frames)
+                    for i, result in zip(indices, decoded, strict=True):
+                        results[members[i]] = result
         return results  # type: ignore[return-value]
 
     def _prompt_groups(self, jobs: list[ChunkJob]) -> list[tuple[list[int], list[list[int]]]]:
@@ -154,9 +192,11 @@ class WhisperEngine:
             out.append((indices, prompts))
         return out
 
-    def _run_group(self, jobs: list[ChunkJob], prompts: list[list[int]], settings: DecodeSettings) -> list[Decoded]:
+    def _run_group(
+        self, jobs: list[ChunkJob], prompts: list[list[int]], settings: DecodeSettings, frames: int = N_FRAMES
+    ) -> list[Decoded]:
         t0 = time.perf_counter()
-        features = self.features([job.audio for job in jobs])
+        features = self.features([job.audio for job in jobs], frames)
         t1 = time.perf_counter()
         encoded = self.encode(features)
         t2 = time.perf_counter()
@@ -304,7 +344,7 @@ class WhisperEngine:
         tokenizer = self.tokenizer()
         texts = [[t for t in r.tokens if t < tokenizer.eot] for r in results]
         starts = [tuple(t for t in p[p.index(tokenizer.sot):] if t != tokenizer.no_timestamps) for p in prompts]
-        frames = [max(1, min(N_FRAMES, -(-len(job.audio) // 160))) for job in jobs]
+        frames = [max(1, min(N_FRAMES, -(-len(job.audio) // HOP_SAMPLES))) for job in jobs]
         for result in results:
             result.words = []
         if all(texts) and len(set(starts)) == 1:

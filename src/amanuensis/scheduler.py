@@ -3,10 +3,16 @@
 Callers `submit()` jobs and wait on futures; one worker thread takes the first pending job, waits up
 to `wait_s` for more (or until `max_batch` are pending), and runs every job with the same decoding
 settings as one engine batch.
+
+It stops waiting early once every caller it expects has jobs pending: the callers active now, or,
+if more were active within the last `PEAK_WINDOW_S`, that many. Under steady load requests finish
+and arrive in waves; without the memory of the peak, a batch would start with the half of the
+callers that happened to be in and the other half would form the next batch, halving both.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import threading
@@ -22,6 +28,7 @@ log = logging.getLogger(__name__)
 
 RunBatch = Callable[[list[ChunkJob]], list[Decoded]]
 KEEP_SIZES = 1000
+PEAK_WINDOW_S = 2.0
 
 
 class SchedulerClosed(RuntimeError):
@@ -59,6 +66,7 @@ class BatchScheduler:
         self._pending: list[tuple[ChunkJob, Future, int]] = []
         self._submissions = 0
         self._callers = 0
+        self._peaks: collections.deque[tuple[float, int]] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="amanuensis-batcher", daemon=True)
@@ -81,6 +89,7 @@ class BatchScheduler:
         as soon as every active caller has jobs pending, so a lone caller never waits at all."""
         with self._cond:
             self._callers += 1
+            self._peaks.append((time.monotonic(), self._callers))
         try:
             yield
         finally:
@@ -139,8 +148,15 @@ class BatchScheduler:
             return batch
 
     def _all_in(self) -> bool:
-        """True when every caller marked active has jobs pending (never without marked callers)."""
-        return self._callers > 0 and len({caller for _, _, caller in self._pending}) >= self._callers
+        """True when every caller expected has jobs pending (never without marked callers): those
+        active now, or as many as were active at once within the last PEAK_WINDOW_S."""
+        if self._callers == 0:
+            return False
+        now = time.monotonic()
+        while self._peaks and now - self._peaks[0][0] > PEAK_WINDOW_S:
+            self._peaks.popleft()
+        expected = max([self._callers, *(count for _, count in self._peaks)])
+        return len({caller for _, _, caller in self._pending}) >= min(expected, self.max_batch)
 
     def _loop(self) -> None:
         while True:
