@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
+import wave
 
 import av
 import numpy as np
 import pytest
 
-from amanuensis.audio import SAMPLE_RATE, decode_audio
+from amanuensis.audio import SAMPLE_RATE, _SampleBuffer, decode_audio
 from amanuensis.errors import AudioError
 
 from .conftest import DATA, JFK, MULTILINGUAL, STEREO
@@ -137,3 +139,34 @@ def test_arrays_pass_through_and_empty_arrays_fail():
     assert decode_audio(samples) is not None
     with pytest.raises(AudioError):
         decode_audio(np.zeros(0, np.float32))
+
+
+def test_a_long_file_is_held_once_while_decoding(tmp_path):
+    minutes = 20
+    samples = minutes * 60 * SAMPLE_RATE
+    path = tmp_path / "long.wav"
+    tone = (np.sin(np.arange(SAMPLE_RATE) * 2 * np.pi * 220 / SAMPLE_RATE) * 8000).astype("<i2").tobytes()
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        for _ in range(minutes * 60):
+            out.writeframes(tone)
+    tracemalloc.start()
+    try:
+        decoded = decode_audio(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert decoded.shape == (samples,) and decoded.dtype == np.float32
+    assert abs(float(decoded[SAMPLE_RATE // 4]) - float(np.sin(2 * np.pi * 220 / 4)) * 8000 / 32768) < 1e-3
+    one_copy = samples * 4
+    assert peak < 1.15 * one_copy, f"peak {peak / 1e6:.0f} MB for {one_copy / 1e6:.0f} MB of samples"
+
+
+def test_sample_buffer_grows_when_the_header_says_too_little():
+    buffer = _SampleBuffer(expected=10)
+    pieces = [np.full((2, n), n, dtype=np.float32) for n in (7, 13, 1, 40, 3)]
+    for piece in pieces:
+        buffer.append(piece)
+    assert np.array_equal(buffer.samples(), np.concatenate(pieces, axis=1))

@@ -50,6 +50,10 @@ def _reason(exc: BaseException) -> str:
     return re.sub(r":\s*'[^']*'$", "", text)[:200]
 
 
+_PREALLOCATE_MAX_S = 4 * 3600
+"""A header may claim any length: room for more than this is only made as the samples arrive."""
+
+
 def _declared_seconds(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
@@ -80,22 +84,20 @@ def decode_audio(
         channels = stream.codec_context.channels or 1
         layout = "mono" if not split_channels else ("stereo" if channels == 2 else stream.layout.name)
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=sampling_rate)
-        pieces: list[np.ndarray] = []
+        declared = _declared_seconds(container, stream)
+        buffer = _SampleBuffer(round(min(declared, _PREALLOCATE_MAX_S) * sampling_rate) + sampling_rate)
         try:
             for frame in container.decode(stream):
                 frame.pts = None
                 for out in resampler.resample(frame):
-                    pieces.append(out.to_ndarray())
+                    buffer.append(out.to_ndarray())
             for out in resampler.resample(None):
-                pieces.append(out.to_ndarray())
+                buffer.append(out.to_ndarray())
         except (av.error.FFmpegError, ValueError) as exc:
-            if not pieces:
+            if not buffer.size:
                 raise AudioError(f"the audio could not be decoded ({_reason(exc)})") from exc
             raise AudioError(f"the audio is corrupt or truncated ({_reason(exc)})") from exc
-        declared = _declared_seconds(container, stream)
-    if not pieces:
-        raise AudioError("the file holds no decodable audio (zero length)")
-    samples = np.concatenate(pieces, axis=1).astype(np.float32, copy=False)
+    samples = buffer.samples()
     if samples.shape[1] == 0:
         raise AudioError("the file holds no decodable audio (zero length)")
     decoded = samples.shape[1] / sampling_rate
@@ -109,6 +111,35 @@ def decode_audio(
     if split_channels:
         return np.ascontiguousarray(samples)
     return np.ascontiguousarray(samples[0])
+
+
+class _SampleBuffer:
+    """Decoded samples written into one array sized from the declared duration, so that a long file
+    is held once rather than as a list of frames plus their concatenation; grows by half when the
+    declaration is missing or short."""
+
+    def __init__(self, expected: int) -> None:
+        self._expected = expected
+        self._data = np.empty((1, 0), dtype=np.float32)
+        self.size = 0
+
+    def append(self, piece: np.ndarray) -> None:
+        """Add a (channels, n) block of samples."""
+        n = piece.shape[1]
+        if self._data.shape[1] == 0:
+            self._data = np.empty((piece.shape[0], max(self._expected, n)), dtype=np.float32)
+        if self.size + n > self._data.shape[1]:
+            grown = np.empty((self._data.shape[0], max(self.size + n, self._data.shape[1] * 3 // 2)), np.float32)
+            grown[:, : self.size] = self._data[:, : self.size]
+            self._data = grown
+        self._data[:, self.size : self.size + n] = piece
+        self.size += n
+
+    def samples(self) -> np.ndarray:
+        """The samples so far: a view when the array is nearly full, else a tight copy."""
+        if self.size * 5 >= self._data.shape[1] * 4:
+            return self._data[:, : self.size]
+        return self._data[:, : self.size].copy()
 
 
 def _from_array(array: np.ndarray, split_channels: bool) -> np.ndarray:
