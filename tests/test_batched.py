@@ -8,14 +8,14 @@ import time
 import numpy as np
 import pytest
 
+from amanuensis.asr.batched import BatchedTranscriber
+from amanuensis.asr.decoding import Decoded, DecodeSettings, needs_fallback, pick_best
+from amanuensis.asr.engine import ChunkJob, window_frames
+from amanuensis.asr.scheduler import BatchScheduler
+from amanuensis.asr.vad import detect_speech
 from amanuensis.audio import SAMPLE_RATE, decode_audio
-from amanuensis.batched import BatchedTranscriber
 from amanuensis.bench.e2e import word_error_rate
-from amanuensis.decoding import Decoded, DecodeSettings, needs_fallback, pick_best
-from amanuensis.engine import ChunkJob, window_frames
 from amanuensis.pipeline import TranscribeOptions
-from amanuensis.scheduler import BatchScheduler
-from amanuensis.vad import detect_speech
 
 from .conftest import DATA
 

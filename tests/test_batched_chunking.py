@@ -7,9 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from amanuensis.audio import SAMPLE_RATE
-from amanuensis.batched import split_by_timestamps, split_windows, take_words
-from amanuensis.chunking import (
+from amanuensis.asr.batched import split_by_timestamps, split_windows, take_words
+from amanuensis.asr.chunking import (
     CHUNK_SAMPLES,
     Chunk,
     next_chunk,
@@ -18,7 +17,8 @@ from amanuensis.chunking import (
     split_lanes,
     split_long_regions,
 )
-from amanuensis.vad import FRAME_SAMPLES
+from amanuensis.asr.vad import FRAME_SAMPLES
+from amanuensis.audio import SAMPLE_RATE
 
 S = SAMPLE_RATE
 

@@ -110,7 +110,7 @@ def test_a_closed_scheduler_runs_late_callers_inline():
     """A request still decoding on a model that was unloaded finishes unbatched instead of failing."""
     from types import SimpleNamespace
 
-    from amanuensis.scheduler import BatchScheduler, SchedulerClosed
+    from amanuensis.asr.scheduler import BatchScheduler, SchedulerClosed
 
     scheduler = BatchScheduler(lambda jobs: [len(jobs)] * len(jobs), max_batch=4, wait_s=0.01)
     jobs = [SimpleNamespace(settings=None) for _ in range(3)]
@@ -129,7 +129,7 @@ def test_a_batch_stops_waiting_once_every_active_caller_is_in():
     import time
     from types import SimpleNamespace
 
-    from amanuensis.scheduler import BatchScheduler
+    from amanuensis.asr.scheduler import BatchScheduler
 
     job = SimpleNamespace(settings=None)
     with BatchScheduler(lambda jobs: [len(jobs)] * len(jobs), max_batch=8, wait_s=30.0) as scheduler:

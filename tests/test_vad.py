@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from amanuensis.audio import SAMPLE_RATE, decode_audio
-from amanuensis.vad import (
+from amanuensis.asr.vad import (
     BLOCK_FRAMES,
     FRAME_SAMPLES,
     VadOptions,
@@ -15,6 +14,7 @@ from amanuensis.vad import (
     pad_regions,
     regions_from_probs,
 )
+from amanuensis.audio import SAMPLE_RATE, decode_audio
 
 from .conftest import DATA, JFK
 

@@ -12,11 +12,11 @@ from typing import BinaryIO, Union
 import av
 import numpy as np
 
+from .constants import SAMPLE_RATE
 from .errors import AudioError
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, np.ndarray]  # noqa: UP007
 
 # A decoded stream shorter than its container declares by more than this is called truncated.

@@ -17,7 +17,7 @@ from .models import ModelInfo, resolve_model
 from .transcript import Segment, Transcript, Word
 
 if TYPE_CHECKING:
-    from .scheduler import BatchScheduler
+    from .asr.scheduler import BatchScheduler
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class Transcriber:
     def batched(self) -> object:
         """The BatchedTranscriber on this model (created on first use)."""
         if self._batched is None:
-            from .batched import BatchedTranscriber
+            from .asr.batched import BatchedTranscriber
 
             self._batched = BatchedTranscriber(self, batch_size=self.batch_size)
         return self._batched
@@ -288,8 +288,8 @@ class Transcriber:
         progress: ProgressCallback | None,
         on_segment: SegmentCallback | None,
     ) -> tuple[list[Segment], str, float]:
-        """Transcribe each run of one language with that language fixed (see amanuensis.languages)."""
-        from .languages import language_runs
+        """Transcribe each run of one language with that language fixed (see amanuensis.asr.languages)."""
+        from .asr.languages import language_runs
 
         runs = language_runs(self.whisper, samples)
         segments: list[Segment] = []

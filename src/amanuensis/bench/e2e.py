@@ -48,7 +48,7 @@ def read_refs(path: Path) -> dict[str, str]:
 def _runners(transcriber: object, batch_size: int) -> dict[str, Callable[[np.ndarray], str]]:
     from faster_whisper import BatchedInferencePipeline
 
-    from ..batched import BatchedTranscriber
+    from ..asr.batched import BatchedTranscriber
     from ..pipeline import TranscribeOptions
 
     whisper = transcriber.whisper

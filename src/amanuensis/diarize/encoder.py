@@ -17,13 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from ..constants import HOP_LENGTH as HOP
+from ..constants import N_FFT, SAMPLE_RATE
 from ..errors import DiarizationUnavailableError
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
-N_FFT = 400  # 25 ms
-HOP = 160  # 10 ms: one mel frame
 N_MELS = 40
 PARTIAL_FRAMES = 160  # the 1.6 s utterances the encoder was trained on
 TARGET_DBFS = -30.0

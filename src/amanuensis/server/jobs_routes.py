@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from ..audio import SAMPLE_RATE
+from ..constants import SAMPLE_RATE
 from ..errors import AudioError, AudioTooLongError, OptionsError
 from ..formats import check_format, media_type, render
 from ..jobs import DONE, STATUSES, DataDirBusy, JobManager, JobRecord, JobStore, default_data_dir, job_transcript

@@ -9,10 +9,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from ..asr.scheduler import BatchScheduler
 from ..errors import ModelError
 from ..models import EMBEDDED_ALIASES, ModelInfo, resolve_model
 from ..pipeline import Transcriber
-from ..scheduler import BatchScheduler
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
+from ..constants import SAMPLE_RATE
 
 PIECE_MAX_S = 30.0
 MIN_PIECE_S = 2.0

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import ctranslate2
 import numpy as np
 
+from ..constants import FRAMES_PER_SECOND, N_FRAMES
+from ..constants import HOP_LENGTH as HOP_SAMPLES
 from .decoding import (
     TIME_PRECISION,
     Decoded,
@@ -29,10 +31,6 @@ from .decoding import (
 
 log = logging.getLogger(__name__)
 
-HOP_SAMPLES = 160
-
-N_FRAMES = 3000
-FRAMES_PER_SECOND = 100
 WINDOW_STEP_FRAMES = 1000
 """Encoder windows are 10, 20 or 30 s, so that chunks of different lengths still share batches."""
 SHORTEST_WINDOW_FRAMES = 1000

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
+from ..constants import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

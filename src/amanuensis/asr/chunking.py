@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
+from ..constants import CHUNK_SAMPLES, SAMPLE_RATE
 from .vad import FRAME_SAMPLES
 
-CHUNK_SAMPLES = 30 * SAMPLE_RATE
 """Whisper's fixed input: 30 s."""
 
 

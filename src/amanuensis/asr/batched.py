@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
+from ..constants import SAMPLE_RATE
+from ..transcript import Segment, Word
 from .chunking import CHUNK_SAMPLES, Chunk, ends_in_speech, next_chunk, plan_lanes, split_long_regions
 from .decoding import Decoded, DecodeSettings, is_loop
 from .engine import ChunkJob, WhisperEngine
-from .transcript import Segment, Word
 from .vad import FRAME_SAMPLES, SileroVad, VadOptions, default_vad, detect_speech
 
 log = logging.getLogger(__name__)

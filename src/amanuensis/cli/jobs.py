@@ -166,7 +166,7 @@ class _Bar:
 
 def add_jobs_arguments(commands: argparse._SubParsersAction) -> None:
     """Add `jobs submit|status|wait|fetch` to the `amanuensis` sub-command parser."""
-    from .formats import FORMATS
+    from ..formats import FORMATS
 
     jobs = commands.add_parser("jobs", help="submit and follow transcription jobs on a running server")
     jobs.add_argument("--server", default=os.environ.get("AMANUENSIS_URL", DEFAULT_URL),

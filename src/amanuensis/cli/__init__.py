@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
-from .errors import AmanuensisError
+from .. import __version__
+from ..errors import AmanuensisError
 
 log = logging.getLogger("amanuensis")
 
@@ -34,7 +34,7 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree."""
-    from .formats import FORMATS
+    from ..formats import FORMATS
 
     parser = OneLineParser(prog="amanuensis", description="Self-hosted speech-to-text on Whisper.")
     parser.add_argument("--version", action="version", version=f"amanuensis {__version__}")
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the HTTP server")
     try:
-        from .server import add_serve_arguments
+        from ..server import add_serve_arguments
 
         add_serve_arguments(serve)
         serve.set_defaults(handler=cmd_serve)
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(handler=cmd_bench)
 
-    from .jobs_cli import add_jobs_arguments
+    from .jobs import add_jobs_arguments
 
     add_jobs_arguments(commands)
     return parser
@@ -95,7 +95,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     """Print the locally available models."""
     import json
 
-    from .models import list_models
+    from ..models import list_models
 
     found = list_models()
     if args.json:
@@ -110,9 +110,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     """Transcribe each file; write to stdout or --output-dir."""
-    from .audio import decode_audio
-    from .formats import EXTENSIONS, render
-    from .pipeline import DEFAULT_TEMPERATURES, TranscribeOptions, Transcriber
+    from ..audio import decode_audio
+    from ..formats import EXTENSIONS, render
+    from ..pipeline import DEFAULT_TEMPERATURES, TranscribeOptions, Transcriber
 
     options = TranscribeOptions(
         language=args.language,
@@ -179,7 +179,7 @@ class _progress_bar:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the HTTP server (see amanuensis.server)."""
-    from .server import serve_from_args
+    from ..server import serve_from_args
 
     return serve_from_args(args)
 
@@ -209,6 +209,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,7 @@
+"""`python -m amanuensis.cli`: the same as the `amanuensis` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
