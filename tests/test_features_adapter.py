@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from faster_whisper.feature_extractor import FeatureExtractor
 
+from amanuensis.asr.decoding import DecodeSettings
 from amanuensis.audio import decode_audio
 from amanuensis.evaluation import word_error_rate
 from amanuensis.features.adapter import FeatureExtractorAdapter
@@ -80,7 +81,7 @@ def test_transcriber_uses_the_chain_and_matches_the_reference_backend(transcribe
     adapter = transcriber.whisper.feature_extractor
     assert isinstance(adapter, FeatureExtractorAdapter)
     served_before = sum(b["calls"] for b in adapter.frontend.status()["backends"])
-    whole_window = TranscribeOptions(extra={"window_margin_s": None})
+    whole_window = TranscribeOptions(decoding=DecodeSettings(window_margin_s=None))
 
     def texts(options: TranscribeOptions | None = None) -> list[str]:
         return [transcriber.transcribe(DATA / clip, options).text for clip in SHORT_CLIPS]

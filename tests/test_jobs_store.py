@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from amanuensis.jobs import DataDirBusy, JobCancelled, JobManager, JobStore, options_from_dict, options_to_dict
+from amanuensis.jobs import DataDirBusy, JobCancelled, JobManager, JobStore
 from amanuensis.pipeline import TranscribeOptions
 from amanuensis.transcript import Segment, Transcript
 
@@ -23,7 +23,7 @@ def _upload(store: JobStore, name: str = "a.wav", content: bytes = b"RIFF....") 
 
 def _add(store: JobStore, **kwargs):
     return store.add(_upload(store), filename="a.wav", model="tiny.en", response_format="json",
-                     options=options_to_dict(TranscribeOptions(language="en")), **kwargs)
+                     options=TranscribeOptions(language="en").to_dict(), **kwargs)
 
 
 def test_add_claim_finish_roundtrip(tmp_path):
@@ -31,7 +31,7 @@ def test_add_claim_finish_roundtrip(tmp_path):
     job = _add(store)
     assert job.status == "queued" and store.audio_path(job).read_bytes() == b"RIFF...."
     assert not list(store.upload_dir.iterdir())  # moved, not copied
-    assert options_from_dict(store.get(job.id).options).language == "en"
+    assert TranscribeOptions.from_dict(store.get(job.id).options).language == "en"
     assert store.claim(job.id) and not store.claim(job.id)
     store.progress(job.id, 5.0, 10.0)
     assert store.get(job.id).done_s == 5.0 and store.get(job.id).attempts == 1

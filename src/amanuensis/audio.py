@@ -54,6 +54,24 @@ _PREALLOCATE_MAX_S = 4 * 3600
 """A header may claim any length: room for more than this is only made as the samples arrive."""
 
 
+class NonFiniteAudioError(AudioError):
+    """The samples hold NaN or ±Inf: the file is corrupt, and Whisper would turn it into made-up text."""
+
+    def __init__(self, count: int, first_s: float) -> None:
+        super().__init__(f"the audio holds {count} non-finite samples (NaN or ±Inf), the first at {first_s:.2f} s; "
+                         "the file is corrupt: repair or re-export it")
+
+
+def probe_seconds(path: str | os.PathLike) -> float:
+    """Open a file as audio and return the duration it declares (0.0 when it declares none); raises
+    AudioError when it is no readable container or holds no audio stream. Nothing is decoded."""
+    with _open(path) as container:
+        streams = container.streams.audio
+        if not streams:
+            raise AudioError("the file holds no audio stream")
+        return _declared_seconds(container, streams[0])
+
+
 def _declared_seconds(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
@@ -100,6 +118,8 @@ def decode_audio(
     samples = buffer.samples()
     if samples.shape[1] == 0:
         raise AudioError("the file holds no decodable audio (zero length)")
+    if buffer.non_finite:
+        raise NonFiniteAudioError(buffer.non_finite, buffer.first_non_finite / sampling_rate)
     decoded = samples.shape[1] / sampling_rate
     if check_truncation and declared > 0:
         missing = declared - decoded
@@ -122,10 +142,17 @@ class _SampleBuffer:
         self._expected = expected
         self._data = np.empty((1, 0), dtype=np.float32)
         self.size = 0
+        self.non_finite = 0
+        self.first_non_finite = 0
 
     def append(self, piece: np.ndarray) -> None:
-        """Add a (channels, n) block of samples."""
+        """Add a (channels, n) block of samples, counting NaN and ±Inf ones."""
         n = piece.shape[1]
+        bad = ~np.isfinite(piece)
+        if bad.any():
+            if not self.non_finite:
+                self.first_non_finite = self.size + int(np.nonzero(bad.any(axis=0))[0][0])
+            self.non_finite += int(bad.sum())
         if self._data.shape[1] == 0:
             self._data = np.empty((piece.shape[0], max(self._expected, n)), dtype=np.float32)
         if self.size + n > self._data.shape[1]:
@@ -146,6 +173,10 @@ def _from_array(array: np.ndarray, split_channels: bool) -> np.ndarray:
     if array.size == 0:
         raise AudioError("the audio is empty (0 samples)")
     array = np.asarray(array, dtype=np.float32)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first = int(np.nonzero(bad.reshape(-1, bad.shape[-1]).any(axis=0))[0][0])
+        raise NonFiniteAudioError(int(bad.sum()), first / SAMPLE_RATE)
     if array.ndim == 1:
         return array[None, :] if split_channels else array
     if array.ndim == 2:

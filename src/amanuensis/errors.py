@@ -1,4 +1,9 @@
-"""Error types. Each maps once to an HTTP status in the server and to exit code 2 in the CLI."""
+"""Error types. Each maps once to an HTTP status in the server and to exit code 2 in the CLI; error_json
+is the one `{message, type, param, code}` shape that HTTP answers, job records and events carry."""
+
+from __future__ import annotations
+
+from typing import Any
 
 
 class AmanuensisError(Exception):
@@ -20,6 +25,17 @@ class AudioTooLongError(AudioError):
 
     http_status = 413
     code = "audio_too_long"
+
+    def __init__(self, seconds: float, limit: float) -> None:
+        super().__init__(f"the audio lasts {seconds:.0f} s; this server accepts at most {limit:g} s")
+        self.seconds = seconds
+        self.limit = limit
+
+
+def check_duration(seconds: float, limit: float) -> None:
+    """Raise AudioTooLongError when `seconds` of audio exceed `limit`."""
+    if seconds > limit:
+        raise AudioTooLongError(seconds, limit)
 
 
 class ModelError(AmanuensisError):
@@ -52,3 +68,43 @@ class DiarizationUnavailableError(AmanuensisError):
 
     http_status = 400
     code = "diarization_unavailable"
+
+
+class JobCancelled(Exception):
+    """Raised inside a running transcription (from its progress or segment callback) when the request or
+    job it serves was cancelled, timed out or lost its client: the work stops at the next chunk."""
+
+
+_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}
+
+
+def error_type(status: int) -> str:
+    """OpenAI's error `type` for an HTTP status."""
+    if status in _TYPES:
+        return _TYPES[status]
+    return "server_error" if status >= 500 else "invalid_request_error"
+
+
+def default_param(exc: AmanuensisError) -> str | None:
+    """The request field an error is about: its own `param`, else the field its type implies."""
+    param = getattr(exc, "param", None)
+    if param is None:
+        if isinstance(exc, ModelError):
+            return "model"
+        if isinstance(exc, AudioError):
+            return "file"
+        if isinstance(exc, DiarizationUnavailableError):
+            return "enable_diarization"
+    return param
+
+
+def error_json(status: int, message: str, code: str, param: str | None = None) -> dict[str, Any]:
+    """The `{message, type, param, code}` object of every error answer, record and event."""
+    return {"message": message, "type": error_type(status), "param": param, "code": code}
+
+
+def error_of(exc: BaseException) -> dict[str, Any]:
+    """error_json for any exception (an unexpected one is a 500 `internal_error`)."""
+    if isinstance(exc, AmanuensisError):
+        return error_json(exc.http_status, str(exc), exc.code, default_param(exc))
+    return error_json(500, f"internal error: {type(exc).__name__}: {exc}", "internal_error")

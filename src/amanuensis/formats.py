@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .errors import OptionsError
-from .transcript import Segment, Transcript
+from .transcript import Segment, Transcript, Word
 
 FORMATS = ("json", "verbose_json", "text", "srt", "vtt", "tsv")
 MEDIA_TYPES = {
@@ -33,12 +33,10 @@ class Cue:
     speaker: str | None = None
 
 
-def check_format(fmt: str) -> str:
-    """Return `fmt` if known, else raise OptionsError naming response_format."""
-    if fmt not in FORMATS:
-        raise OptionsError(
-            f"unknown response_format {fmt!r}: use one of {', '.join(FORMATS)}", "response_format"
-        )
+def check_format(fmt: str, allowed: tuple[str, ...] = FORMATS, param: str = "response_format") -> str:
+    """Return `fmt` if it is one of `allowed`, else raise OptionsError naming `param`."""
+    if fmt not in allowed:
+        raise OptionsError(f"unknown {param} {fmt!r}: use one of {', '.join(allowed)}", param)
     return fmt
 
 
@@ -52,7 +50,9 @@ def render(transcript: Transcript, fmt: str) -> str:
     return _WRITERS[check_format(fmt)](transcript)
 
 
-def _segment_json(segment: Segment, verbose: bool) -> dict:
+def segment_json(segment: Segment, verbose: bool = False) -> dict:
+    """A segment as JSON: id, times, stripped text, speaker and words where present; `verbose` adds
+    OpenAI's decoder fields (seek, tokens, temperature, log-probability, ratios, language)."""
     data: dict = {"id": segment.id, "start": segment.start, "end": segment.end, "text": segment.text.strip()}
     if verbose:
         data = {
@@ -72,11 +72,12 @@ def _segment_json(segment: Segment, verbose: bool) -> dict:
     if segment.language is not None and verbose:
         data["language"] = segment.language
     if segment.words is not None:
-        data["words"] = [_word_json(w) for w in segment.words]
+        data["words"] = [word_json(w) for w in segment.words]
     return data
 
 
-def _word_json(word) -> dict:
+def word_json(word: Word) -> dict:
+    """A word as JSON: text, times, probability, and speaker when labelled."""
     data = {"word": word.word, "start": word.start, "end": word.end, "probability": word.probability}
     if word.speaker is not None:
         data["speaker"] = word.speaker
@@ -89,7 +90,7 @@ def to_json(transcript: Transcript) -> str:
         "text": transcript.text,
         "language": transcript.language,
         "duration": round(transcript.duration, 3),
-        "segments": [_segment_json(s, verbose=False) for s in transcript.segments],
+        "segments": [segment_json(s, verbose=False) for s in transcript.segments],
     }
     if transcript.speakers:
         data["speakers"] = transcript.speakers
@@ -103,11 +104,11 @@ def to_verbose_json(transcript: Transcript) -> str:
         "language": transcript.language,
         "duration": round(transcript.duration, 3),
         "text": transcript.text,
-        "segments": [_segment_json(s, verbose=True) for s in transcript.segments],
+        "segments": [segment_json(s, verbose=True) for s in transcript.segments],
     }
     words = [w for s in transcript.segments for w in (s.words or [])]
     if any(s.words is not None for s in transcript.segments):
-        data["words"] = [_word_json(w) for w in words]
+        data["words"] = [word_json(w) for w in words]
     if transcript.speakers:
         data["speakers"] = transcript.speakers
     return json.dumps(data, ensure_ascii=False)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .audio import SAMPLE_RATE, AudioSource, decode_audio
 from .errors import ModelError, OptionsError
-from .models import ModelInfo, resolve_model
+from .models import resolve_model
+from .options import DEFAULT_TEMPERATURES, MODES, TASKS, TranscribeOptions
 from .transcript import Segment, Transcript, Word
 
 if TYPE_CHECKING:
@@ -26,71 +27,18 @@ ProgressCallback = Callable[[float, float], None]
 SegmentCallback = Callable[[Segment], None]
 """Called with each segment as soon as it is decoded."""
 
-TASKS = ("transcribe", "translate")
-MODES = ("batched", "sequential")
-DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+DEVICES = ("auto", "cpu", "cuda")
+"""Where the model runs (auto: CUDA when CTranslate2 sees a GPU)."""
+COMPUTE_TYPES = ("auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16",
+                 "bfloat16", "float32")
+"""CTranslate2 compute types (auto: int8 on CPU, float16 on CUDA)."""
+
+__all__ = ["DEFAULT_TEMPERATURES", "MODES", "TASKS", "TranscribeOptions", "Transcriber", "transcribe"]
 
 
-@dataclass
-class TranscribeOptions:
-    """Everything a caller can ask of one transcription."""
-
-    language: str | None = None
-    task: str = "transcribe"
-    beam_size: int = 5
-    best_of: int = 5
-    temperature: float | Sequence[float] = DEFAULT_TEMPERATURES
-    initial_prompt: str | None = None
-    condition_on_previous_text: bool = True
-    vad_filter: bool = True
-    word_timestamps: bool = False
-    multilingual: bool = False
-    diarize: bool = False
-    min_speakers: int | None = None
-    max_speakers: int | None = None
-    mode: str = "batched"
-    extra: dict = field(default_factory=dict)
-
-    def validate(self, model: ModelInfo) -> None:
-        """Raise OptionsError naming the first option that cannot be honoured by `model`."""
-        if self.task not in TASKS:
-            raise OptionsError(f"task must be one of {', '.join(TASKS)}, not {self.task!r}", "task")
-        if self.mode not in MODES:
-            raise OptionsError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}", "mode")
-        if not 1 <= self.beam_size <= 20:
-            raise OptionsError(f"beam_size must be between 1 and 20, not {self.beam_size}", "beam_size")
-        temps = self.temperatures
-        if not temps or any(not 0.0 <= t <= 1.0 for t in temps):
-            raise OptionsError("temperature must be between 0 and 1", "temperature")
-        if self.language is not None and self.language not in model.languages:
-            raise OptionsError(
-                f"language {self.language!r} is not supported by model {model.name}"
-                + (" (an English-only model)" if not model.multilingual else ""),
-                "language",
-            )
-        if self.task == "translate" and not model.multilingual:
-            raise OptionsError(
-                f"model {model.name} is English-only and cannot translate; use a multilingual model such as base",
-                "task",
-            )
-        for name in ("min_speakers", "max_speakers"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise OptionsError(f"{name} must be at least 1", name)
-        if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:
-            raise OptionsError("min_speakers must not exceed max_speakers", "min_speakers")
-
-    @property
-    def temperatures(self) -> tuple[float, ...]:
-        """The temperature fallback schedule as a tuple."""
-        if isinstance(self.temperature, (int, float)):
-            return (float(self.temperature),)
-        return tuple(float(t) for t in self.temperature)
-
-
-def default_cpu_threads() -> int:
-    """Threads for CTranslate2: AMANUENSIS_CPU_THREADS or every core."""
-    return int(os.environ.get("AMANUENSIS_CPU_THREADS", "0")) or (os.cpu_count() or 1)
+def default_cpu_threads(workers: int = 1) -> int:
+    """CTranslate2 threads per model copy: AMANUENSIS_CPU_THREADS, else the cores shared by `workers` copies."""
+    return int(os.environ.get("AMANUENSIS_CPU_THREADS", "0")) or max(1, (os.cpu_count() or 1) // workers)
 
 
 def default_batch_size() -> int:
@@ -123,6 +71,11 @@ class Transcriber:
     ) -> None:
         from faster_whisper import WhisperModel
 
+        if device not in DEVICES:
+            raise OptionsError(f"device must be one of {', '.join(DEVICES)}, not {device!r}", "device")
+        if compute_type not in COMPUTE_TYPES:
+            raise OptionsError(f"compute_type must be one of {', '.join(COMPUTE_TYPES)}, not {compute_type!r}",
+                               "compute_type")
         self.info = resolve_model(model)
         self.device = device
         compute_type = default_compute_type(device) if compute_type == "auto" else compute_type

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -87,19 +87,8 @@ class BatchedTranscriber:
         self.profile = Profile()
 
     def settings(self, options: object) -> DecodeSettings:
-        """DecodeSettings from a TranscribeOptions (its `extra` may set any DecodeSettings field)."""
-        fields = {
-            "beam_size": options.beam_size,
-            "best_of": options.best_of,
-            "temperatures": tuple(options.temperatures),
-            "word_timestamps": options.word_timestamps,
-            "seek_past_loops_after": self.min_advance_seconds,
-        }
-        extra = getattr(options, "extra", None) or {}
-        for key, value in extra.items():
-            if key in DecodeSettings.__dataclass_fields__:
-                fields[key] = tuple(value) if isinstance(value, list) else value
-        return DecodeSettings(**fields)
+        """The typed DecodeSettings of a TranscribeOptions, seeking past loops as this transcriber does."""
+        return replace(options.decode_settings(), seek_past_loops_after=self.min_advance_seconds)
 
     def plan(self, samples: np.ndarray, vad_filter: bool = True) -> tuple[list[tuple[int, int]], np.ndarray]:
         """Regions of at most 30 s cut at pauses (speech only with `vad_filter`) and the frame speech scores."""

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import __version__
+from ..constants import SAMPLE_RATE
 from ..errors import AmanuensisError
 
 log = logging.getLogger("amanuensis")
@@ -18,23 +19,24 @@ EXIT_BAD_INPUT = 2
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line on stderr and exit code 2."""
+    """An ArgumentParser whose usage errors are one line on stderr and exit code 2; flags are never
+    abbreviated (--mode must not quietly mean --model)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         sys.exit(EXIT_BAD_INPUT)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree."""
     from ..formats import FORMATS
+    from ..options import CLI
+    from ..pipeline import COMPUTE_TYPES, DEVICES
+    from .flags import add_option_flags
 
     parser = OneLineParser(prog="amanuensis", description="Self-hosted speech-to-text on Whisper.")
     parser.add_argument("--version", action="version", version=f"amanuensis {__version__}")
@@ -45,20 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("files", nargs="+", type=Path, metavar="FILE")
     tr.add_argument("--model", default=None, help="model name or directory (default: embedded tiny.en)")
     tr.add_argument("--format", default="text", choices=FORMATS, help="output format (default: text)")
-    tr.add_argument("--language", default=None, help="language code; detected when omitted")
-    tr.add_argument("--task", default="transcribe", choices=("transcribe", "translate"))
-    tr.add_argument("--word-timestamps", action="store_true", help="time every word")
-    tr.add_argument("--beam-size", type=_positive_int, default=5)
-    tr.add_argument("--temperature", type=float, default=None, help="a single temperature (no fallback)")
-    tr.add_argument("--prompt", default=None, help="initial prompt (vocabulary, spelling, style)")
-    tr.add_argument("--no-vad", dest="vad_filter", action="store_false", help="do not skip silence")
-    tr.add_argument("--multilingual", action="store_true", help="detect the language of every window")
-    tr.add_argument("--diarize", action="store_true", help="label speakers")
-    tr.add_argument("--min-speakers", type=_positive_int, default=None)
-    tr.add_argument("--max-speakers", type=_positive_int, default=None)
     tr.add_argument("--output-dir", type=Path, default=None, help="write FILE-stem.EXT here")
-    tr.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    tr.add_argument("--compute-type", default="auto", help="int8, float16, float32 … (default: auto)")
+    tr.add_argument("--device", default="auto", choices=DEVICES, help="where the model runs (default: auto)")
+    tr.add_argument("--compute-type", default="auto", choices=COMPUTE_TYPES, metavar="TYPE",
+                    help=f"CTranslate2 compute type: {', '.join(COMPUTE_TYPES)} (default: auto)")
+    add_option_flags(tr, CLI)
     tr.set_defaults(handler=cmd_transcribe)
 
     models = commands.add_parser("models", help="list the models available without a download")
@@ -112,21 +105,11 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     """Transcribe each file; write to stdout or --output-dir."""
     from ..audio import decode_audio
     from ..formats import EXTENSIONS, render
-    from ..pipeline import DEFAULT_TEMPERATURES, TranscribeOptions, Transcriber
+    from ..options import CLI
+    from ..pipeline import Transcriber
+    from .flags import options_from_args
 
-    options = TranscribeOptions(
-        language=args.language,
-        task=args.task,
-        beam_size=args.beam_size,
-        temperature=DEFAULT_TEMPERATURES if args.temperature is None else args.temperature,
-        initial_prompt=args.prompt,
-        vad_filter=args.vad_filter,
-        word_timestamps=args.word_timestamps,
-        multilingual=args.multilingual,
-        diarize=args.diarize,
-        min_speakers=args.min_speakers,
-        max_speakers=args.max_speakers,
-    )
+    options = options_from_args(args, CLI)
     transcriber = Transcriber(args.model, device=args.device, compute_type=args.compute_type)
     options.validate(transcriber.info)
     if args.output_dir:
@@ -135,7 +118,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     for path in args.files:
         try:
             samples = decode_audio(path)
-            with _progress_bar(len(samples) / 16000, path.name) as progress:
+            with _progress_bar(len(samples) / SAMPLE_RATE, path.name) as progress:
                 transcript = transcriber.transcribe(samples, options, progress=progress)
         except AmanuensisError as exc:
             sys.stderr.write(f"amanuensis: error: {path}: {exc}\n")

@@ -167,6 +167,8 @@ class _Bar:
 def add_jobs_arguments(commands: argparse._SubParsersAction) -> None:
     """Add `jobs submit|status|wait|fetch` to the `amanuensis` sub-command parser."""
     from ..formats import FORMATS
+    from ..options import JOBS
+    from .flags import add_option_flags
 
     jobs = commands.add_parser("jobs", help="submit and follow transcription jobs on a running server")
     jobs.add_argument("--server", default=os.environ.get("AMANUENSIS_URL", DEFAULT_URL),
@@ -178,13 +180,10 @@ def add_jobs_arguments(commands: argparse._SubParsersAction) -> None:
     submit = actions.add_parser("submit", help="upload a file as a job and print its id")
     submit.add_argument("file", type=Path, metavar="FILE")
     submit.add_argument("--model", help="model name (default: the server's)")
-    submit.add_argument("--language", help="language code; detected when omitted")
-    submit.add_argument("--task", choices=("transcribe", "translate"), default=None)
-    submit.add_argument("--no-word-timestamps", dest="word_timestamps", action="store_false")
-    submit.add_argument("--diarize", action="store_true", help="label speakers")
     submit.add_argument("--wait", action="store_true", help="wait for the transcript and print it")
     submit.add_argument("--format", choices=FORMATS, default="text", help="with --wait: output format")
     submit.add_argument("--progress", action="store_true", help="with --wait: show the bar even when not a TTY")
+    add_option_flags(submit, JOBS)
 
     status = actions.add_parser("status", help="print a job (or recent jobs) as JSON")
     status.add_argument("job_id", nargs="?", metavar="JOB_ID", help="omit to list recent jobs")
@@ -227,18 +226,17 @@ def _wait_and_print(client: JobsClient, job_id: str, fmt: str, show_bar: bool, t
 
 def jobs_from_args(args: argparse.Namespace) -> int:
     """Run one `amanuensis jobs …` command; 0 done, 1 job failed/cancelled or server unreachable, 2 bad input."""
+    from .flags import form_fields
+
     client = JobsClient(args.server, args.api_key)
     try:
         if args.jobs_command == "submit":
             if not args.file.is_file():
                 sys.stderr.write(f"amanuensis: error: {args.file}: no such file\n")
                 return EXIT_BAD_INPUT
-            fields = {"word_timestamps": str(args.word_timestamps).lower()}
-            for name in ("model", "language", "task"):
-                if getattr(args, name):
-                    fields[name] = getattr(args, name)
-            if args.diarize:
-                fields["enable_diarization"] = "true"
+            fields = form_fields(args)
+            if args.model:
+                fields["model"] = args.model
             job = client.submit(args.file, fields)
             if not args.wait:
                 _write(job["id"])

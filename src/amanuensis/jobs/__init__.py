@@ -1,8 +1,8 @@
 """Persistent transcription jobs: SQLite store, worker queue, live progress and events, cancel, expiry."""
 
-from .events import Channel, Event, segment_json
-from .manager import JobCancelled, JobManager, Runner, job_transcript, job_view, options_from_dict, options_to_dict
-from .runner import TranscriberRunner
+from ..errors import JobCancelled
+from .events import Channel, Event
+from .manager import JobManager, Runner, job_transcript, job_view
 from .store import (
     CANCELLED,
     DONE,
@@ -20,6 +20,5 @@ from .store import (
 __all__ = [
     "CANCELLED", "DONE", "FAILED", "FINISHED", "QUEUED", "RUNNING", "STATUSES",
     "Channel", "DataDirBusy", "Event", "JobCancelled", "JobManager", "JobRecord", "JobStore", "Runner",
-    "TranscriberRunner",
-    "default_data_dir", "job_transcript", "job_view", "options_from_dict", "options_to_dict", "segment_json",
+    "default_data_dir", "job_transcript", "job_view",
 ]

@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..transcript import Segment
-
 TERMINAL_EVENTS = ("done", "failed", "cancelled")
 
 
@@ -69,18 +67,3 @@ class Channel:
                 await asyncio.wait_for(self._wake.wait(), heartbeat)
             except asyncio.TimeoutError:
                 yield None
-
-
-def segment_json(segment: Segment) -> dict[str, Any]:
-    """A segment as the `json` response format shows it (text stripped; words and speaker when present)."""
-    data: dict[str, Any] = {"id": segment.id, "start": segment.start, "end": segment.end,
-                            "text": segment.text.strip()}
-    if segment.speaker is not None:
-        data["speaker"] = segment.speaker
-    if segment.words is not None:
-        data["words"] = [
-            {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
-            | ({"speaker": w.speaker} if w.speaker is not None else {})
-            for w in segment.words
-        ]
-    return data

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import threading
@@ -20,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import AmanuensisError
-from ..formats import render
-from ..pipeline import ProgressCallback, SegmentCallback, TranscribeOptions
+from ..errors import AmanuensisError, JobCancelled, error_json, error_of
+from ..formats import render, segment_json
+from ..options import TranscribeOptions
+from ..pipeline import ProgressCallback, SegmentCallback
 from ..transcript import Segment, Transcript
-from .events import Channel, Event, segment_json
+from .events import Channel, Event
 from .store import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -35,39 +35,11 @@ MAX_ATTEMPTS = 3
 """A job that was running when the server died this many times is failed instead of re-run."""
 
 
-class JobCancelled(Exception):
-    """Raised inside a running transcription when its job was cancelled or the server is stopping."""
-
-
 class Runner(Protocol):
     """Transcribes one job's audio, calling progress and on_segment from its worker thread."""
 
     def __call__(self, job: JobRecord, audio: Path, options: TranscribeOptions, progress: ProgressCallback,
                  on_segment: SegmentCallback) -> Awaitable[Transcript]: ...
-
-
-def options_to_dict(options: TranscribeOptions) -> dict[str, Any]:
-    """TranscribeOptions as plain JSON."""
-    data = dataclasses.asdict(options)
-    if isinstance(data["temperature"], tuple):
-        data["temperature"] = list(data["temperature"])
-    return data
-
-
-def options_from_dict(data: dict[str, Any]) -> TranscribeOptions:
-    """Inverse of options_to_dict (unknown keys ignored)."""
-    known = {f.name for f in dataclasses.fields(TranscribeOptions)}
-    return TranscribeOptions(**{k: v for k, v in data.items() if k in known})
-
-
-def error_dict(exc: BaseException) -> dict[str, Any]:
-    """The `{message, type, param, code}` shape the HTTP API uses for errors."""
-    if isinstance(exc, AmanuensisError):
-        status = exc.http_status
-        return {"message": str(exc), "type": "server_error" if status >= 500 else "invalid_request_error",
-                "param": getattr(exc, "param", None), "code": exc.code}
-    return {"message": f"internal error: {type(exc).__name__}: {exc}", "type": "server_error", "param": None,
-            "code": "internal_error"}
 
 
 @dataclass
@@ -111,7 +83,7 @@ def job_view(job: JobRecord, live: _Live | None = None, with_result: bool = Fals
         "filename": job.filename,
         "model": job.model,
         "response_format": job.response_format,
-        "options": {k: v for k, v in job.options.items() if k != "extra"},
+        "options": job.options,
         "progress": progress_view(done_s, total_s, job.started_at, job.status),
         "attempts": job.attempts,
         "error": job.error,
@@ -158,9 +130,8 @@ class JobManager:
         self._pending = asyncio.Queue()
         for job in self.store.unfinished():
             if job.status == RUNNING and job.attempts >= self.max_attempts:
-                self.store.finish(job.id, FAILED, error={
-                    "message": f"the server stopped {job.attempts} times while running this job; giving up",
-                    "type": "server_error", "param": None, "code": "job_crashed"})
+                self.store.finish(job.id, FAILED, error=error_json(
+                    500, f"the server stopped {job.attempts} times while running this job; giving up", "job_crashed"))
         requeued = self.store.requeue_running()
         self.store.sweep_orphans()
         self.expire()
@@ -202,7 +173,7 @@ class JobManager:
         if self._pending is None:
             raise RuntimeError("the job manager is not started")
         job = await asyncio.to_thread(self.store.add, upload, filename=filename, model=model,
-                                      response_format=response_format, options=options_to_dict(options),
+                                      response_format=response_format, options=options.to_dict(),
                                       client=client)
         self._channel(job.id).publish("status", job_view(job))
         self._pending.put_nowait(job.id)
@@ -310,7 +281,7 @@ class JobManager:
         channel.publish("status", self.view(job))
         log.info("job started: job_id=%s attempt=%d", job.id, job.attempts)
         try:
-            transcript = await self.runner(job, self.store.audio_path(job), options_from_dict(job.options),
+            transcript = await self.runner(job, self.store.audio_path(job), TranscribeOptions.from_dict(job.options),
                                            self._progress_hook(live, channel), self._segment_hook(live, channel))
         except (JobCancelled, asyncio.CancelledError):  # this task is the job's own: it just ends here
             if live.requeue:
@@ -324,7 +295,7 @@ class JobManager:
                 log.exception("job failed: job_id=%s", job.id)
             else:
                 log.info("job failed: job_id=%s error=%s", job.id, exc)
-            self.store.finish(job.id, FAILED, error=error_dict(exc), only_from=(RUNNING,))
+            self.store.finish(job.id, FAILED, error=error_of(exc), only_from=(RUNNING,))
         else:
             self.store.progress(job.id, transcript.duration, transcript.duration)
             self.store.finish(job.id, DONE, result=transcript.to_dict(), only_from=(RUNNING,))

@@ -9,17 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import (
-    AmanuensisError,
-    AudioError,
-    DiarizationUnavailableError,
-    ModelError,
-)
+from ..errors import AmanuensisError, default_param, error_json
 
 log = logging.getLogger(__name__)
-
-_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}
-
 
 class ApiError(Exception):
     """An HTTP-level failure with the fields of the JSON error body."""
@@ -70,36 +62,14 @@ class RequestTimeoutError(ApiError):
         )
 
 
-def error_type(status: int) -> str:
-    """OpenAI's error `type` for an HTTP status."""
-    if status in _TYPES:
-        return _TYPES[status]
-    return "server_error" if status >= 500 else "invalid_request_error"
-
-
 def from_domain(exc: AmanuensisError) -> ApiError:
     """Map a package error (with http_status and code) to an ApiError, naming its parameter."""
-    param = getattr(exc, "param", None)
-    if param is None:
-        if isinstance(exc, ModelError):
-            param = "model"
-        elif isinstance(exc, AudioError):
-            param = "file"
-        elif isinstance(exc, DiarizationUnavailableError):
-            param = "enable_diarization"
-    return ApiError(exc.http_status, str(exc), code=exc.code, param=param)
+    return ApiError(exc.http_status, str(exc), code=exc.code, param=default_param(exc))
 
 
 def error_body(error: ApiError) -> dict:
     """The JSON body for `error`."""
-    return {
-        "error": {
-            "message": error.message,
-            "type": error_type(error.status),
-            "param": error.param,
-            "code": error.code,
-        }
-    }
+    return {"error": error_json(error.status, error.message, error.code, error.param)}
 
 
 def error_response(error: ApiError) -> JSONResponse:

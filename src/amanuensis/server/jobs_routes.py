@@ -11,29 +11,25 @@ import logging
 import signal
 import sqlite3
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import FrameType
 
-import av
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from ..constants import SAMPLE_RATE
-from ..errors import AudioError, AudioTooLongError, OptionsError
+from ..errors import OptionsError
 from ..formats import check_format, media_type, render
 from ..jobs import DONE, STATUSES, DataDirBusy, JobManager, JobRecord, JobStore, default_data_dir, job_transcript
-from ..models import ModelInfo
-from ..pipeline import ProgressCallback, SegmentCallback, TranscribeOptions
+from ..options import JOBS, TranscribeOptions
+from ..pipeline import ProgressCallback, SegmentCallback
 from ..transcript import Transcript
 from .auth import client_key, require_api_key
 from .errors import ApiError
-from .params import Form, native_params
-from .queue import QueueFull
-from .service import TranscriptionService, load_audio, probe_seconds
-from .upload import read_upload, require_audio
+from .intake import accept_upload
+from .routes_audio import form_doc
+from .service import Job, TranscriptionService
 
 log = logging.getLogger(__name__)
 
@@ -47,39 +43,20 @@ page = APIRouter(include_in_schema=False)
 
 
 class ServiceRunner:
-    """Runs a job on the server's model pool, holding one of its worker slots while it transcribes."""
+    """Runs a stored job through the server's one runner: the same worker slots as /transcribe (waiting
+    its turn however long the queue), its audio kept for the job store."""
 
     def __init__(self, service: TranscriptionService) -> None:
         self.service = service
 
     async def __call__(self, job: JobRecord, audio: Path, options: TranscribeOptions, progress: ProgressCallback,
                        on_segment: SegmentCallback) -> Transcript:
-        """Wait for a worker slot, then transcribe in the server's executor (the slot is freed when the
-        thread really ends, even if this coroutine is cancelled)."""
-        service = self.service
-        info = await service.resolve_model(job.model)
-        slot = await self._slot()
-        started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(service.executor, self._work, info, slot, audio, options, progress, on_segment)
-        future.add_done_callback(lambda _: service.queue.release(slot))
-        transcript = await asyncio.shield(future)
-        service.metrics.observe_transcription(info.name, transcript.duration, time.perf_counter() - started)
-        return transcript
-
-    async def _slot(self) -> int:
-        while True:
-            try:
-                return await self.service.queue.acquire(JOBS_CLIENT)
-            except QueueFull:
-                await asyncio.sleep(1.0)  # a job is never refused for a busy server: it waits its turn
-
-    def _work(self, info: ModelInfo, slot: int, audio: Path, options: TranscribeOptions, progress: ProgressCallback,
-              on_segment: SegmentCallback) -> Transcript:
-        transcriber = self.service.pool.get(info, slot)
-        samples = load_audio(audio, self.service.settings.max_audio_seconds)
-        progress(0.0, len(samples) / SAMPLE_RATE)
-        return transcriber.transcribe(samples, options, progress=progress, on_segment=on_segment)
+        """Transcribe in the server's executor (the slot is freed when the thread really ends, even if this
+        coroutine is cancelled)."""
+        info = await self.service.resolve_model(job.model)
+        work = Job(id=job.id, client=JOBS_CLIENT, path=audio, options=options, model=info, keep_audio=True)
+        result = await self.service.run(work, on_segment=on_segment, progress=progress)
+        return result.transcript
 
 
 # -- wiring ------------------------------------------------------------------------------------------
@@ -159,48 +136,23 @@ def _job(manager: JobManager, job_id: str) -> JobRecord:
     return job
 
 
-def check_audio(path: Path, max_seconds: float) -> None:
-    """Refuse a file with no audio stream, or longer than `max_seconds`, before it is queued."""
-    try:
-        with av.open(str(path), metadata_errors="ignore") as container:
-            if not container.streams.audio:
-                raise AudioError("the uploaded file has no audio stream")
-    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or type(exc).__name__
-        raise AudioError(f"the uploaded file could not be read as audio or video ({reason})") from exc
-    declared = probe_seconds(path)
-    if declared > max_seconds:
-        raise AudioTooLongError(f"the audio lasts {declared:.0f} s; this server accepts at most {max_seconds:g} s")
-
-
 # -- routes ------------------------------------------------------------------------------------------
 
 
-@router.post("", status_code=202, summary="Submit a transcription job (multipart, same fields as /transcribe)")
+@router.post("", status_code=202, openapi_extra=form_doc(JOBS),
+             summary="Submit a transcription job (multipart, same fields as /transcribe)")
 async def submit_job(request: Request) -> JSONResponse:
-    """Multipart: file, model, language, task (transcribe or translate), vad_filter, word_timestamps,
-    enable_diarization, min_speakers, max_speakers, response_format. Answers 202 with the job at once;
-    the work happens in the background."""
+    """Multipart: file, model, response_format and the options amanuensis.options declares for this door
+    (the same as /transcribe). Answers 202 with the job at once; the work happens in the background."""
     manager = _manager(request)
-    service: TranscriptionService = request.app.state.service
-    settings = service.settings
-    if not service.ready:
-        raise ApiError(503, "the server is starting or stopping", code="not_ready", headers={"Retry-After": "5"})
-    upload = await read_upload(request, settings.max_upload_bytes, manager.store.upload_dir)
+    accepted = await accept_upload(request, JOBS, spool_dir=manager.store.upload_dir)
     try:
-        require_audio(upload)
-        form = Form(upload.fields)
-        task = (form.text("task") or "transcribe").lower()
-        params = native_params(form)
-        params.options.task = task
-        info = await service.resolve_model(params.model)
-        params.options.validate(info)
-        await asyncio.to_thread(check_audio, upload.path, settings.max_audio_seconds)
-        job = await manager.submit(upload.path, filename=upload.filename, model=params.model or info.name,
-                                   response_format=params.response_format, options=params.options,
-                                   client=client_key(request))
+        params = accepted.params
+        job = await manager.submit(accepted.upload.path, filename=accepted.upload.filename,
+                                   model=params.model or accepted.model.name, response_format=params.response_format,
+                                   options=params.options, client=client_key(request))
     except BaseException:
-        upload.cleanup()
+        accepted.upload.cleanup()
         raise
     return JSONResponse(manager.view(job), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
@@ -223,10 +175,7 @@ async def get_job(request: Request, job_id: str, format: str | None = None) -> R
     `?format=json|verbose_json|text|srt|vtt|tsv`: the transcript itself in that format (409 until done)."""
     manager = _manager(request)
     if format is not None:
-        try:
-            check_format(format)
-        except OptionsError as exc:
-            raise OptionsError(str(exc).replace("response_format", "format"), "format") from None
+        check_format(format, param="format")
     job = _job(manager, job_id)
     if format is None:
         return JSONResponse(manager.view(job, with_result=True))

@@ -1,19 +1,19 @@
-"""Form fields → TranscribeOptions, strictly: every parameter is used or refused with a 400 naming it."""
+"""Form fields → Params, strictly: every field is one of the door's declared options (amanuensis.options)
+or one of its answer parameters, or it is refused with a 400 naming it."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import Any
 
-from ..errors import DiarizationUnavailableError, OptionsError
-from ..formats import FORMATS
-from ..pipeline import DEFAULT_TEMPERATURES, TranscribeOptions
+from ..errors import OptionsError
+from ..formats import FORMATS, check_format
+from ..options import OPENAI, TranscribeOptions, exposed, parse_bool
 
 OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+"""OpenAI's response formats (tsv is ours: /transcribe and /v1/jobs only)."""
 GRANULARITIES = ("word", "segment")
 STREAM_FORMATS = ("json", "text")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 class Form:
@@ -37,40 +37,6 @@ class Form:
             found += [v.strip() for v in self.fields.get(key, []) if v.strip()]
         return found
 
-    def boolean(self, name: str, default: bool) -> bool:
-        """A true/false field."""
-        value = self.text(name)
-        if value is None:
-            return default
-        if value.lower() in _TRUE:
-            return True
-        if value.lower() in _FALSE:
-            return False
-        raise OptionsError(f"{name} must be true or false, not {value!r}", name)
-
-    def integer(self, name: str) -> int | None:
-        """A whole-number field."""
-        value = self.text(name)
-        if value is None:
-            return None
-        try:
-            return int(value)
-        except ValueError:
-            raise OptionsError(f"{name} must be a whole number, not {value!r}", name) from None
-
-    def number(self, name: str) -> float | None:
-        """A finite number field."""
-        value = self.text(name)
-        if value is None:
-            return None
-        try:
-            number = float(value)
-        except ValueError:
-            raise OptionsError(f"{name} must be a number, not {value!r}", name) from None
-        if not math.isfinite(number):
-            raise OptionsError(f"{name} must be a finite number, not {value!r}", name)
-        return number
-
     def refuse_unknown(self) -> None:
         """Raise OptionsError for the first field that nothing read."""
         for name in self.fields:
@@ -89,49 +55,38 @@ class Params:
     granularities: tuple[str, ...] = ()
 
 
-def _response_format(form: Form, allowed: tuple[str, ...]) -> str:
-    fmt = (form.text("response_format") or "json").lower()
-    if fmt not in allowed:
-        raise OptionsError(f"unknown response_format {fmt!r}: use one of {', '.join(allowed)}", "response_format")
-    return fmt
+def option_values(form: Form, door: str) -> dict[str, Any]:
+    """The declared options of `door` that the form sets, parsed and checked (by option name)."""
+    values = {}
+    for option in exposed(door):
+        text = form.text(option.name)
+        if text is not None:
+            values[option.name] = option.parse(text)
+    return values
 
 
-def _language(form: Form) -> str | None:
-    language = form.text("language")
-    return language.lower() if language else None
-
-
-def native_params(form: Form) -> Params:
-    """Parameters of POST /transcribe."""
+def parse_params(door: str, form: Form, task: str | None = None) -> Params:
+    """The parameters of one request at `door` (a name in amanuensis.options.DOORS); `task` is set by
+    a route that fixes it (OpenAI's /transcriptions and /translations)."""
     model = form.text("model")
-    fmt = _response_format(form, FORMATS)
-    diarize = form.boolean("enable_diarization", False)
-    options = TranscribeOptions(
-        language=_language(form),
-        vad_filter=form.boolean("vad_filter", True),
-        word_timestamps=form.boolean("word_timestamps", True),
-        diarize=diarize,
-        min_speakers=form.integer("min_speakers"),
-        max_speakers=form.integer("max_speakers"),
-    )
-    for name in ("min_speakers", "max_speakers"):
-        if getattr(options, name) is not None and not diarize:
-            raise OptionsError(f"{name} needs enable_diarization=true", name)
-    if diarize:
-        from ..diarize import is_available
-
-        if not is_available():
-            raise DiarizationUnavailableError(
-                "diarization needs the optional extra: pip install 'amanuensis[diarize]'"
-            )
+    fmt = check_format((form.text("response_format") or "json").lower(), OPENAI_FORMATS if door == OPENAI else FORMATS)
+    values = option_values(form, door)
+    if task is not None:
+        values["task"] = task
+    stream, granularities = False, ()
+    if door == OPENAI:
+        stream, granularities = _openai_answer(form, fmt)
+        values["word_timestamps"] = "word" in granularities
+        if stream:
+            # Batched decoding publishes a lane's segments only after a whole batch step; window by window
+            # (sequential) decoding hands each 30 s window's segments over as soon as it is decoded.
+            values["mode"] = "sequential"
     form.refuse_unknown()
-    return Params(model, fmt, options)
+    return Params(model, fmt, TranscribeOptions.from_door(door, values), stream, granularities)
 
 
-def openai_params(form: Form, task: str) -> Params:
-    """Parameters of POST /v1/audio/transcriptions (task "transcribe") and /translations ("translate")."""
-    model = form.text("model")
-    fmt = _response_format(form, OPENAI_FORMATS)
+def _openai_answer(form: Form, fmt: str) -> tuple[bool, tuple[str, ...]]:
+    """OpenAI's answer parameters: stream, timestamp_granularities[], chunking_strategy."""
     granularities = tuple(dict.fromkeys(g.lower() for g in form.values("timestamp_granularities")))
     for value in granularities:
         if value not in GRANULARITIES:
@@ -140,26 +95,11 @@ def openai_params(form: Form, task: str) -> Params:
             )
     if granularities and fmt != "verbose_json":
         raise OptionsError("timestamp_granularities needs response_format=verbose_json", "timestamp_granularities")
-    stream = form.boolean("stream", False)
+    stream_text = form.text("stream")
+    stream = stream_text is not None and parse_bool("stream", stream_text)
     if stream and fmt not in STREAM_FORMATS:
         raise OptionsError(f"stream=true works with response_format json or text, not {fmt}", "stream")
     chunking = form.text("chunking_strategy")
     if chunking is not None and chunking != "auto":
         raise OptionsError("chunking_strategy supports only 'auto' (voice activity detection)", "chunking_strategy")
-    temperature = form.number("temperature")
-    if temperature is not None and not 0.0 <= temperature <= 1.0:
-        raise OptionsError(f"temperature must be between 0 and 1, not {temperature:g}", "temperature")
-    options = TranscribeOptions(
-        language=_language(form),
-        task=task,
-        temperature=temperature or DEFAULT_TEMPERATURES,
-        initial_prompt=form.text("prompt"),
-        vad_filter=True,
-        word_timestamps="word" in granularities,
-    )
-    if stream:
-        # Batched decoding publishes a lane's segments only after a whole batch step; window by window
-        # (sequential) decoding hands each 30 s window's segments over as soon as it is decoded.
-        options.mode = "sequential"
-    form.refuse_unknown()
-    return Params(model, fmt, options, stream=stream, granularities=granularities)
+    return stream, granularities

@@ -6,25 +6,9 @@ import json
 
 from fastapi.responses import JSONResponse, Response
 
-from ..formats import media_type, render
-from ..transcript import Segment, Transcript
+from ..formats import media_type, render, segment_json
+from ..transcript import Transcript
 from .service import JobResult
-
-
-def _word(word) -> dict:
-    data = {"word": word.word, "start": word.start, "end": word.end, "probability": word.probability}
-    if word.speaker is not None:
-        data["speaker"] = word.speaker
-    return data
-
-
-def _segment(segment: Segment) -> dict:
-    data: dict = {"id": segment.id, "start": segment.start, "end": segment.end, "text": segment.text.strip()}
-    if segment.words is not None:
-        data["words"] = [_word(w) for w in segment.words]
-    if segment.speaker is not None:
-        data["speaker"] = segment.speaker
-    return data
 
 
 def native_json(result: JobResult, job_id: str) -> dict:
@@ -35,7 +19,7 @@ def native_json(result: JobResult, job_id: str) -> dict:
         "language": transcript.language,
         "language_probability": round(transcript.language_probability, 4),
         "duration": round(transcript.duration, 3),
-        "segments": [_segment(s) for s in transcript.segments],
+        "segments": [segment_json(s) for s in transcript.segments],
         "processing_time": round(result.processing_time, 4),
         "queue_time": round(result.queue_time, 4),
         "realtime_factor": result.realtime_factor,

@@ -5,125 +5,92 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
-from ..errors import AmanuensisError, OptionsError
-from .auth import client_key, require_api_key
+from ..errors import AmanuensisError
+from ..options import NATIVE, OPENAI, exposed
+from .auth import require_api_key
 from .errors import ApiError, error_body, from_domain
-from .params import Form, Params, native_params, openai_params
+from .intake import Accepted, accept_upload
 from .responses import delta_event, done_event, native_response, openai_response, sse
-from .service import Job, JobResult, TranscriptionService
-from .upload import FILE_FIELD, Upload, read_upload, require_audio
+from .service import JobResult, TranscriptionService
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 TRANSCRIPTION_ROUTES = ("/transcribe", "/v1/audio/transcriptions", "/v1/audio/translations")
 
-_FORM_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                    "additionalProperties": {"type": "string"},
-                }
-            }
-        },
+_KINDS = {"bool": "boolean", "int": "integer", "temperature": "string", "choice": "string", "str": "string"}
+
+
+def form_doc(door: str, extra: dict[str, dict] | None = None) -> dict:
+    """The OpenAPI request body of an upload route: the file, model, response_format and the door's options."""
+    properties: dict[str, dict] = {
+        "file": {"type": "string", "format": "binary"},
+        "model": {"type": "string", "description": "model name (default: the server's)"},
+        "response_format": {"type": "string"},
     }
-}
+    for option in exposed(door):
+        schema = {"type": _KINDS[option.kind], "description": option.help}
+        if option.choices:
+            schema["enum"] = list(option.choices)
+        properties[option.name] = schema
+    properties.update(extra or {})
+    schema = {"type": "object", "required": ["file"], "properties": properties}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
-def _service(request: Request) -> TranscriptionService:
-    return request.app.state.service
+_OPENAI_DOC = form_doc(OPENAI, {
+    "timestamp_granularities[]": {"type": "array", "items": {"type": "string", "enum": ["word", "segment"]}},
+    "stream": {"type": "boolean"},
+    "chunking_strategy": {"type": "string", "enum": ["auto"]},
+})
 
 
-async def _prepare(request: Request, parse: Callable[[Form], Params], task: str) -> tuple[Job, Params]:
-    """Read the upload, parse and check every parameter, and name the model; the caller owns job.path."""
-    arrived = time.monotonic()
-    service = _service(request)
-    settings = service.settings
-    if not service.ready:
-        raise ApiError(503, "the server is starting or stopping", code="not_ready", headers={"Retry-After": "5"})
+async def _run(request: Request, accepted: Accepted, **sinks) -> JobResult:
+    """Run the upload as a request with the server's time limit; its file is removed however it ends."""
+    service: TranscriptionService = request.app.state.service
     try:
-        upload: Upload = await asyncio.wait_for(
-            read_upload(request, settings.max_upload_bytes, settings.tmp_dir), settings.request_timeout
-        )
-    except asyncio.TimeoutError:
-        raise ApiError(408, f"the upload did not arrive within {settings.request_timeout:g} s",
-                       code="upload_timeout", param=FILE_FIELD) from None
-    try:
-        require_audio(upload)
-        params = parse(Form(upload.fields))
-        info = await service.resolve_model(params.model)
-        try:
-            params.options.validate(info)
-        except OptionsError as exc:
-            if exc.param == "task":  # the route chose the task: the model is what cannot do it
-                raise OptionsError(str(exc), "model") from exc
-            raise
-        job = Job(
-            id=request.state.request_id,
-            client=client_key(request),
-            path=upload.path,
-            options=params.options,
-            model=info,
-            arrived=arrived,
-        )
-        log.info("job accepted", extra={"job_id": job.id, "model": info.name, "task": task,
-                                        "bytes": upload.size, "upload_name": upload.filename})
-    except BaseException:
-        upload.cleanup()
-        raise
-    return job, params
-
-
-async def _run(request: Request, job: Job, **sinks) -> JobResult:
-    """Run the job; its upload is removed however it ends."""
-    try:
-        return await _service(request).run(job, **sinks)
+        return await service.run(accepted.job(request, timeout=service.settings.request_timeout), **sinks)
     finally:
-        Upload(path=job.path).cleanup()
+        accepted.upload.cleanup()
 
 
-@router.post("/transcribe", openapi_extra=_FORM_DOC, summary="Transcribe an upload (native JSON answer)")
+@router.post("/transcribe", openapi_extra=form_doc(NATIVE), summary="Transcribe an upload (native JSON answer)")
 async def transcribe(request: Request) -> Response:
-    """Multipart: file, model, language, vad_filter, word_timestamps, enable_diarization,
-    min_speakers, max_speakers, response_format (json, verbose_json, text, srt, vtt, tsv)."""
-    job, params = await _prepare(request, native_params, "transcribe")
-    result = await _run(request, job)
-    return native_response(result, params.response_format, job.id)
+    """Multipart: file, model, response_format (json, verbose_json, text, srt, vtt, tsv) and the options
+    amanuensis.options declares for this door (README: "Transcription options")."""
+    accepted = await accept_upload(request, NATIVE)
+    result = await _run(request, accepted)
+    return native_response(result, accepted.params.response_format, request.state.request_id)
 
 
 async def _openai(request: Request, task: str) -> Response:
-    job, params = await _prepare(request, lambda form: openai_params(form, task), task)
+    accepted = await accept_upload(request, OPENAI, task=task)
+    params = accepted.params
     if params.stream:
-        return await _stream(request, job)
-    result = await _run(request, job)
+        return await _stream(request, accepted)
+    result = await _run(request, accepted)
     return openai_response(result.transcript, params.response_format, params.granularities)
 
 
-@router.post("/v1/audio/transcriptions", openapi_extra=_FORM_DOC, summary="OpenAI-compatible transcription")
+@router.post("/v1/audio/transcriptions", openapi_extra=_OPENAI_DOC, summary="OpenAI-compatible transcription")
 async def transcriptions(request: Request) -> Response:
     """OpenAI's parameters: file, model, language, prompt, response_format, temperature,
-    timestamp_granularities[], stream."""
+    timestamp_granularities[], stream, chunking_strategy (and our options declared for this door)."""
     return await _openai(request, "transcribe")
 
 
-@router.post("/v1/audio/translations", openapi_extra=_FORM_DOC, summary="OpenAI-compatible translation")
+@router.post("/v1/audio/translations", openapi_extra=_OPENAI_DOC, summary="OpenAI-compatible translation")
 async def translations(request: Request) -> Response:
     """Speech in any language to English text (needs a multilingual model such as base)."""
     return await _openai(request, "translate")
 
 
-async def _stream(request: Request, job: Job) -> Response:
+async def _stream(request: Request, accepted: Accepted) -> Response:
     """Server-sent events: a delta per decoded segment, then done. Errors before the first byte are
     ordinary JSON errors; later ones arrive as an `error` event."""
     loop = asyncio.get_running_loop()
@@ -133,7 +100,7 @@ async def _stream(request: Request, job: Job) -> Response:
         loop.call_soon_threadsafe(events.put_nowait, (kind, value))
 
     task = asyncio.create_task(
-        _run(request, job, on_segment=lambda s: put("segment", s), on_ready=lambda d: put("ready", d))
+        _run(request, accepted, on_segment=lambda s: put("segment", s), on_ready=lambda d: put("ready", d))
     )
     task.add_done_callback(lambda _: events.put_nowait(("end", None)))
     try:

@@ -22,14 +22,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
 import numpy as np
 
 from .. import __version__
-from ..audio import SAMPLE_RATE, decode_audio
-from ..errors import AmanuensisError, AudioTooLongError
+from ..audio import decode_audio
+from ..constants import SAMPLE_RATE
+from ..errors import AmanuensisError, JobCancelled, check_duration
 from ..models import ModelInfo
-from ..pipeline import TranscribeOptions, Transcriber
+from ..options import TranscribeOptions
+from ..pipeline import ProgressCallback, Transcriber
 from ..transcript import Segment, Transcript
 from .errors import QueueFullError, RequestTimeoutError
 from .metrics import Metrics
@@ -44,13 +45,9 @@ SegmentSink = Callable[[Segment], None]
 ReadySink = Callable[[float], None]
 
 
-class JobCancelled(Exception):
-    """Raised inside a worker when its request timed out or its client went away."""
-
-
 @dataclass
 class Job:
-    """One transcription request, its upload on disk and its options."""
+    """One transcription to run: a request's upload (removed when done) or a stored job's audio (kept)."""
 
     id: str
     client: str
@@ -58,6 +55,9 @@ class Job:
     options: TranscribeOptions
     model: ModelInfo
     arrived: float = field(default_factory=time.monotonic)
+    timeout: float | None = None
+    """Seconds from arrival to answer (None: no limit, and a full queue is waited out, not refused)."""
+    keep_audio: bool = False
 
 
 @dataclass
@@ -90,29 +90,10 @@ class Counters:
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_JOBS))
 
 
-def probe_seconds(path: Path) -> float:
-    """The duration a container declares (0.0 when unknown or unreadable: decoding then decides)."""
-    try:
-        with av.open(str(path), metadata_errors="ignore") as container:
-            if container.duration is not None:
-                return container.duration / av.time_base
-            stream = container.streams.audio[0] if container.streams.audio else None
-            if stream is not None and stream.duration is not None and stream.time_base is not None:
-                return float(stream.duration * stream.time_base)
-    except (av.error.FFmpegError, UnicodeDecodeError, ValueError, IndexError):
-        pass
-    return 0.0
-
-
 def load_audio(path: Path, max_seconds: float) -> np.ndarray:
-    """Decode an upload, refusing audio longer than `max_seconds` before and after decoding."""
-    declared = probe_seconds(path)
-    if declared > max_seconds:
-        raise AudioTooLongError(f"the audio lasts {declared:.0f} s; this server accepts at most {max_seconds:g} s")
+    """Decode audio, refusing more than `max_seconds` (the declared length was checked at intake)."""
     samples = decode_audio(path)
-    seconds = len(samples) / SAMPLE_RATE
-    if seconds > max_seconds:
-        raise AudioTooLongError(f"the audio lasts {seconds:.0f} s; this server accepts at most {max_seconds:g} s")
+    check_duration(len(samples) / SAMPLE_RATE, max_seconds)
     return samples
 
 
@@ -181,66 +162,89 @@ class TranscriptionService:
         waiting = self.queue.depth + self.queue.running
         return int(min(600, max(1, math.ceil(statistics.fmean(recent) * waiting / self.queue.workers))))
 
-    async def run(self, job: Job, on_segment: SegmentSink | None = None, on_ready: ReadySink | None = None
-                  ) -> JobResult:
-        """Wait for a worker (fairly), transcribe `job` in its thread and return the result.
+    async def run(self, job: Job, on_segment: SegmentSink | None = None, on_ready: ReadySink | None = None,
+                  progress: ProgressCallback | None = None) -> JobResult:
+        """Wait for a worker (fairly), transcribe `job` in its thread and return the result: the one runner
+        of synchronous requests and stored jobs.
 
-        `on_ready(duration)` and `on_segment(segment)` are called from the worker thread.
+        `on_ready(duration)`, `progress(done_s, total_s)` and `on_segment(segment)` are called from the
+        worker thread; any of them may raise JobCancelled to stop the work at the next chunk.
         """
-        timeout = self.settings.request_timeout
-        try:
-            slot = await asyncio.wait_for(self.queue.acquire(job.client), self._left(job))
-        except QueueFull as exc:
-            self.counters.rejected += 1
-            self.metrics.rejected.inc()
-            raise QueueFullError(exc.depth, self.retry_after()) from exc
-        except asyncio.TimeoutError as exc:
-            raise RequestTimeoutError(timeout, "still waiting for a worker") from exc
+        slot = await self._slot(job)
         queue_time = time.monotonic() - job.arrived
         self.metrics.queue_wait.observe(queue_time)
         cancel = threading.Event()
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.executor, self._work, job, slot, cancel, on_segment, on_ready)
+        future = loop.run_in_executor(self.executor, self._work, job, slot, cancel, on_segment, on_ready, progress)
         future.add_done_callback(lambda done: self._finished(job, slot, done))
         try:
             transcript, processing, frontend = await asyncio.wait_for(asyncio.shield(future), self._left(job))
         except asyncio.TimeoutError as exc:
             cancel.set()
-            raise RequestTimeoutError(timeout, "transcribing") from exc
+            raise RequestTimeoutError(job.timeout or 0.0, "transcribing") from exc
         except asyncio.CancelledError:
             cancel.set()
             raise
         return JobResult(transcript, processing, queue_time, frontend)
 
-    def _left(self, job: Job) -> float:
-        return max(0.0, job.arrived + self.settings.request_timeout - time.monotonic())
+    async def _slot(self, job: Job) -> int:
+        """A worker slot; a request with a time limit is refused when the queue is full, a stored job waits."""
+        while True:
+            try:
+                return await asyncio.wait_for(self.queue.acquire(job.client), self._left(job))
+            except QueueFull as exc:
+                if job.timeout is None:
+                    await asyncio.sleep(1.0)
+                    continue
+                self.counters.rejected += 1
+                self.metrics.rejected.inc()
+                raise QueueFullError(exc.depth, self.retry_after()) from exc
+            except asyncio.TimeoutError as exc:
+                raise RequestTimeoutError(job.timeout or 0.0, "still waiting for a worker") from exc
+
+    def _left(self, job: Job) -> float | None:
+        if job.timeout is None:
+            return None
+        return max(0.0, job.arrived + job.timeout - time.monotonic())
 
     def _work(self, job: Job, slot: int, cancel: threading.Event, on_segment: SegmentSink | None,
-              on_ready: ReadySink | None) -> tuple[Transcript, float, str | None]:
+              on_ready: ReadySink | None, progress: ProgressCallback | None) -> tuple[Transcript, float, str | None]:
         if cancel.is_set():
             raise JobCancelled("the request ended before its turn came")
         transcriber = self.pool.get(job.model, slot)
         started = time.perf_counter()
         samples = load_audio(job.path, self.settings.max_audio_seconds)
+        duration = len(samples) / SAMPLE_RATE
         if on_ready:
-            on_ready(len(samples) / SAMPLE_RATE)
+            on_ready(duration)
+        if progress:
+            progress(0.0, duration)
 
-        def segment_done(segment: Segment) -> None:
+        def check() -> None:
             if cancel.is_set():
                 raise JobCancelled("the request timed out or its client went away")
+
+        def segment_done(segment: Segment) -> None:
+            check()
             if on_segment:
                 on_segment(segment)
 
+        def progressed(done: float, total: float) -> None:
+            check()
+            if progress:
+                progress(done, total)
+
         calls_before = _calls(frontend_status(transcriber))
-        transcript = transcriber.transcribe(samples, job.options, on_segment=segment_done)
+        transcript = transcriber.transcribe(samples, job.options, on_segment=segment_done, progress=progressed)
         processing = time.perf_counter() - started
         return transcript, processing, _served_by(calls_before, frontend_status(transcriber))
 
     def _finished(self, job: Job, slot: int, future: asyncio.Future) -> None:
         """Runs on the loop when the worker thread ends: free the slot, remove the upload, count."""
         self.queue.release(slot)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(job.path)
+        if not job.keep_audio:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(job.path)
         error = future.exception() if not future.cancelled() else None
         if error is None and not future.cancelled():
             transcript, processing, _ = future.result()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from ..pipeline import COMPUTE_TYPES, DEVICES, default_cpu_threads
 
 DEFAULT_PORT = 9004
 
@@ -52,6 +53,14 @@ class ServerSettings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("device", "compute_type")
+    @classmethod
+    def _engine_choice(cls, value: str, info: ValidationInfo) -> str:
+        allowed = DEVICES if info.field_name == "device" else COMPUTE_TYPES
+        if value not in allowed:
+            raise ValueError(f"{info.field_name} must be one of {', '.join(allowed)}, not {value!r}")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
@@ -72,10 +81,8 @@ class ServerSettings(BaseSettings):
         return self.workers * (self.max_concurrent if self.cross_request_batching else 1)
 
     def threads_per_worker(self) -> int:
-        """CTranslate2 intra-op threads for each worker's model replica."""
-        if self.cpu_threads:
-            return self.cpu_threads
-        return max(1, (os.cpu_count() or 1) // self.workers)
+        """CTranslate2 intra-op threads for each worker's model replica (0: the cores shared by the workers)."""
+        return self.cpu_threads or default_cpu_threads(self.workers)
 
 
 # flag -> (field, argparse keyword arguments); the help text doubles as the README table's meaning.
@@ -83,8 +90,9 @@ _FLAGS: dict[str, tuple[str, dict]] = {
     "--host": ("host", {"help": "address to listen on (default 127.0.0.1)"}),
     "--port": ("port", {"type": int, "help": f"port to listen on (default {DEFAULT_PORT})"}),
     "--model": ("model", {"help": "model loaded at start-up (default tiny.en, embedded)"}),
-    "--device": ("device", {"help": "auto, cpu or cuda (default auto)"}),
-    "--compute-type": ("compute_type", {"help": "CTranslate2 compute type (default auto: int8 CPU, float16 GPU)"}),
+    "--device": ("device", {"choices": list(DEVICES), "help": "where the model runs (default auto)"}),
+    "--compute-type": ("compute_type", {"choices": list(COMPUTE_TYPES), "help": "CTranslate2 compute type "
+                                        "(default auto: int8 on CPU, float16 on GPU)"}),
     "--workers": ("workers", {"type": int, "help": "model copies, each serving --max-concurrent requests (default 1)"}),
     "--cpu-threads": ("cpu_threads", {"type": int, "help": "threads per worker (default cores / workers)"}),
     "--batch-size": ("batch_size", {"type": int, "help": "chunks decoded together per step (default 8)"}),

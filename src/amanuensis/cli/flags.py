@@ -1,0 +1,77 @@
+"""Command-line flags generated from the declared options (amanuensis.options): one flag per option a
+door exposes, checked as it is parsed (a bad value is argparse's one-line error, exit code 2)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import OptionsError
+from ..options import DEFAULT_TEMPERATURES, Option, TranscribeOptions, exposed
+
+_DEST = "option_"
+
+
+def _checked(option: Option):
+    def parse(text: str) -> Any:
+        try:
+            return option.parse(text)
+        except OptionsError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = option.name  # argparse names the type in some messages
+    return parse
+
+
+def _default_text(option: Option, door: str) -> str:
+    default = option.default_on(door)
+    if default is None:
+        return "none"
+    if option.kind == "bool":
+        return "on" if default else "off"
+    if default == DEFAULT_TEMPERATURES:
+        return "0 with fallback"
+    return str(default)
+
+
+def add_option_flags(parser: argparse.ArgumentParser, door: str) -> None:
+    """Add a flag for every option `door` exposes (unset flags keep the declared default)."""
+    group = parser.add_argument_group("transcription options")
+    for option in exposed(door):
+        help_text = f"{option.help} (default: {_default_text(option, door)})"
+        dest = _DEST + option.name
+        if option.kind == "bool":
+            group.add_argument(option.cli_flag, dest=dest, default=None, action=argparse.BooleanOptionalAction,
+                               help=help_text)
+        else:
+            metavar = "|".join(option.choices) if option.choices else option.name.upper()
+            group.add_argument(option.cli_flag, dest=dest, default=None, type=_checked(option), metavar=metavar,
+                               help=help_text)
+    if any(option.name == "vad_filter" for option in exposed(door)):
+        group.add_argument("--no-vad", dest=_DEST + "vad_filter", action="store_false", help=argparse.SUPPRESS)
+
+
+def given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The option values given on the command line, by option name."""
+    return {key.removeprefix(_DEST): value for key, value in vars(args).items()
+            if key.startswith(_DEST) and value is not None}
+
+
+def options_from_args(args: argparse.Namespace, door: str) -> TranscribeOptions:
+    """TranscribeOptions from the parsed flags of `door` (absent flags take the declared defaults)."""
+    return TranscribeOptions.from_door(door, given_options(args))
+
+
+def form_fields(args: argparse.Namespace) -> dict[str, str]:
+    """The given options as the form fields of an HTTP door (for `jobs submit`)."""
+    return {name: _as_text(value) for name, value in given_options(args).items()}
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return ",".join(f"{v:g}" for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

@@ -1,0 +1,281 @@
+"""Every transcription option, declared once: name, type, default, bounds or choices, help, doors.
+
+The doors (the `transcribe` command, POST /transcribe, the OpenAI routes, /v1/jobs and `jobs submit`)
+build their flags and form parsing from OPTIONS, so an option has one default and one check
+everywhere. Values are checked by `Option.parse` (text from a door) and `Option.check` (any value,
+also for library callers); checks that need the model are in `TranscribeOptions.validate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .asr.decoding import DecodeSettings
+from .errors import OptionsError
+
+if TYPE_CHECKING:
+    from .models import ModelInfo
+
+TASKS = ("transcribe", "translate")
+MODES = ("batched", "sequential")
+DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+"""Whisper's fallback schedule: decode at 0, and again hotter while the result fails its checks."""
+
+CLI = "cli"
+NATIVE = "transcribe"
+OPENAI = "openai"
+JOBS = "jobs"
+DOORS = (CLI, NATIVE, OPENAI, JOBS)
+"""`amanuensis transcribe`; POST /transcribe; POST /v1/audio/transcriptions and /translations;
+POST /v1/jobs and `amanuensis jobs submit` (a client of /v1/jobs, so the same options)."""
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One transcription option as every door sees it."""
+
+    name: str
+    """The form field, the error `param` and (with dashes) the command-line flag."""
+    kind: str
+    """bool, int, str, choice or temperature."""
+    default: Any
+    help: str
+    doors: tuple[str, ...] = DOORS
+    attribute: str = ""
+    """The TranscribeOptions field (default: `name`)."""
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+    flag: str = ""
+    """The command-line flag (default: --name-with-dashes)."""
+    door_defaults: tuple[tuple[str, Any], ...] = ()
+    """Doors whose own protocol fixes another default (only OpenAI's timestamp_granularities)."""
+
+    @property
+    def field(self) -> str:
+        """The TranscribeOptions attribute this option sets."""
+        return self.attribute or self.name
+
+    @property
+    def cli_flag(self) -> str:
+        """The command-line flag."""
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    def default_on(self, door: str) -> Any:
+        """The default a door applies when the option is not given."""
+        return dict(self.door_defaults).get(door, self.default)
+
+    def parse(self, text: str) -> Any:
+        """Turn a door's text into a checked value; raises OptionsError naming the option."""
+        text = text.strip()
+        if self.kind == "bool":
+            return parse_bool(self.name, text)
+        if self.kind == "int":
+            try:
+                value: Any = int(text)
+            except ValueError:
+                raise OptionsError(f"{self.name} must be a whole number, not {text!r}", self.name) from None
+        elif self.kind == "temperature":
+            value = _temperatures(self.name, text)
+        elif self.kind == "choice":
+            value = text.lower()
+        else:
+            value = text.lower() if self.name == "language" else text
+        return self.check(value)
+
+    def check(self, value: Any) -> Any:
+        """Return `value` if it is within this option's choices or bounds; raise OptionsError otherwise."""
+        if value is None:
+            return value
+        if self.choices and value not in self.choices:
+            raise OptionsError(f"{self.name} must be one of {', '.join(self.choices)}, not {value!r}", self.name)
+        if self.kind == "int":
+            low = -math.inf if self.minimum is None else self.minimum
+            high = math.inf if self.maximum is None else self.maximum
+            if not low <= value <= high:
+                bounds = f"between {self.minimum} and {self.maximum}" if self.maximum else f"at least {self.minimum}"
+                raise OptionsError(f"{self.name} must be {bounds}, not {value}", self.name)
+        if self.kind == "temperature":
+            temps = temperature_schedule(value)
+            if not temps or any(not (math.isfinite(t) and 0.0 <= t <= 1.0) for t in temps):
+                raise OptionsError(f"{self.name} must be between 0 and 1, not {value!r}", self.name)
+        return value
+
+
+def parse_bool(name: str, text: str) -> bool:
+    """true/false, yes/no, on/off or 1/0; raises OptionsError naming `name` otherwise."""
+    if text.strip().lower() in _TRUE:
+        return True
+    if text.strip().lower() in _FALSE:
+        return False
+    raise OptionsError(f"{name} must be true or false, not {text!r}", name)
+
+
+def _temperatures(name: str, text: str) -> float | tuple[float, ...]:
+    """A door's temperature, by OpenAI's rule: 0 means Whisper's fallback schedule from 0, a number
+    above 0 that temperature alone; a comma-separated list is the schedule itself."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise OptionsError(f"{name} must be a number or a comma-separated list, not {text!r}", name) from None
+    if len(values) > 1:
+        return values
+    return DEFAULT_TEMPERATURES if values[0] == 0 else values[0]
+
+
+def temperature_schedule(value: float | Sequence[float]) -> tuple[float, ...]:
+    """The temperatures to try in order: one number alone, or a sequence as given."""
+    if isinstance(value, (int, float)):
+        return (float(value),)
+    return tuple(float(t) for t in value)
+
+
+_SPEAKER_DOORS = (CLI, NATIVE, JOBS)
+
+OPTIONS: tuple[Option, ...] = (
+    Option("language", "str", None, "language code (en, de, …); detected when omitted"),
+    Option("task", "choice", "transcribe", "transcribe, or translate into English (multilingual models); "
+           "the OpenAI routes take it from the path", choices=TASKS, doors=(CLI, NATIVE, JOBS)),
+    Option("prompt", "str", None, "initial prompt: vocabulary, names, spelling, style", attribute="initial_prompt"),
+    Option("temperature", "temperature", DEFAULT_TEMPERATURES,
+           "sampling temperature 0-1: 0 decodes greedily and falls back to higher temperatures where a result "
+           "fails Whisper's checks; above 0, that temperature alone; or a comma-separated schedule"),
+    Option("beam_size", "int", 5, "beams searched at temperature 0 (1 = greedy; a server-side cost, so "
+           "not a per-request option over HTTP)", doors=(CLI,), minimum=1, maximum=20),
+    Option("vad_filter", "bool", True, "skip non-speech found by voice activity detection (Silero VAD)"),
+    Option("word_timestamps", "bool", True, "time every word (OpenAI routes: timestamp_granularities[]=word, "
+           "off unless asked)", doors=(CLI, NATIVE, JOBS), door_defaults=((OPENAI, False),)),
+    Option("multilingual", "bool", False, "detect the language of every window (multilingual models)"),
+    Option("enable_diarization", "bool", False, "label speakers (needs the diarize extra)", attribute="diarize",
+           flag="--diarize", doors=_SPEAKER_DOORS),
+    Option("min_speakers", "int", None, "with diarization: at least this many speakers", doors=_SPEAKER_DOORS,
+           minimum=1),
+    Option("max_speakers", "int", None, "with diarization: at most this many speakers", doors=_SPEAKER_DOORS,
+           minimum=1),
+    Option("best_of", "int", 5, "samples drawn at each temperature above 0 (library only)", doors=(),
+           minimum=1, maximum=20),
+    Option("condition_on_previous_text", "bool", True, "prompt each chunk with the text before it "
+           "(library only)", doors=()),
+    Option("mode", "choice", "batched", "batched (VAD chunks decoded in lanes) or sequential (window by "
+           "window; used for streamed answers)", choices=MODES, doors=()),
+)
+BY_NAME = {option.name: option for option in OPTIONS}
+BY_FIELD = {option.field: option for option in OPTIONS}
+
+
+def exposed(door: str) -> tuple[Option, ...]:
+    """The options a door accepts from its users."""
+    return tuple(option for option in OPTIONS if door in option.doors)
+
+
+@dataclass
+class TranscribeOptions:
+    """Everything a caller can ask of one transcription (see OPTIONS for each field's meaning)."""
+
+    language: str | None = None
+    task: str = "transcribe"
+    beam_size: int = 5
+    best_of: int = 5
+    temperature: float | Sequence[float] = DEFAULT_TEMPERATURES
+    initial_prompt: str | None = None
+    condition_on_previous_text: bool = True
+    vad_filter: bool = True
+    word_timestamps: bool = False
+    """Off for library callers (word alignment costs time); every door turns it on (see OPTIONS)."""
+    multilingual: bool = False
+    diarize: bool = False
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    mode: str = "batched"
+    decoding: DecodeSettings = field(default_factory=DecodeSettings)
+    """The decoder's tuning (thresholds, encoder windows) for library and benchmark callers; beam size,
+    best_of, temperatures and word timestamps come from the fields above."""
+
+    @classmethod
+    def from_door(cls, door: str, values: dict[str, Any]) -> TranscribeOptions:
+        """Options from a door's parsed values (by option name); absent ones take the door's default."""
+        given = {option.field: values.get(option.name, option.default_on(door)) for option in OPTIONS}
+        return cls(**given)
+
+    def validate(self, model: ModelInfo) -> None:
+        """Raise OptionsError naming the first option that cannot be honoured by `model`."""
+        for option in OPTIONS:
+            option.check(getattr(self, option.field))
+        if self.language is not None and self.language not in model.languages:
+            raise OptionsError(
+                f"language {self.language!r} is not supported by model {model.name}"
+                + (" (an English-only model)" if not model.multilingual else ""),
+                "language",
+            )
+        if self.task == "translate" and not model.multilingual:
+            raise OptionsError(
+                f"model {model.name} is English-only and cannot translate; use a multilingual model such as base",
+                "task",
+            )
+        if not self.diarize:
+            for name in ("min_speakers", "max_speakers"):
+                if getattr(self, name) is not None:
+                    raise OptionsError(f"{name} needs enable_diarization=true (--diarize)", name)
+        if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:
+            raise OptionsError("min_speakers must not exceed max_speakers", "min_speakers")
+        if self.diarize:
+            from .diarize import is_available
+            from .errors import DiarizationUnavailableError
+
+            if not is_available():
+                raise DiarizationUnavailableError(
+                    "diarization needs the optional extra: pip install 'amanuensis[diarize]'")
+
+    @property
+    def temperatures(self) -> tuple[float, ...]:
+        """The temperature schedule as a tuple (see temperature_schedule)."""
+        return temperature_schedule(self.temperature)
+
+    def decode_settings(self) -> DecodeSettings:
+        """The typed settings the engine decodes with."""
+        return dataclasses.replace(self.decoding, beam_size=self.beam_size, best_of=self.best_of,
+                                   temperatures=self.temperatures, word_timestamps=self.word_timestamps)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The declared options as plain JSON (what a job stores)."""
+        data = {option.field: getattr(self, option.field) for option in OPTIONS}
+        if isinstance(data["temperature"], tuple):
+            data["temperature"] = list(data["temperature"])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TranscribeOptions:
+        """Inverse of to_dict (unknown keys ignored)."""
+        return cls(**{key: value for key, value in data.items() if key in BY_FIELD})
+
+
+_DOOR_TITLES = {CLI: "`transcribe`", NATIVE: "`/transcribe`", OPENAI: "OpenAI", JOBS: "`/v1/jobs`, `jobs submit`"}
+
+
+def _default_cell(option: Option) -> str:
+    default = option.default
+    if default == DEFAULT_TEMPERATURES:
+        return "0 (falls back to 0.2 … 1.0)"
+    if default is None:
+        return "—"
+    text = str(default).lower() if isinstance(default, bool) else str(default)
+    for door, value in option.door_defaults:
+        text += f" ({_DOOR_TITLES[door]}: {str(value).lower()})"
+    return text
+
+
+def markdown_table() -> str:
+    """The README's table of options, made from OPTIONS (a test keeps the README equal to it)."""
+    head = ["option", "flag", "default", *(_DOOR_TITLES[d] for d in DOORS), "meaning"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for option in OPTIONS:
+        doors = ["✓" if door in option.doors else "" for door in DOORS]
+        flag = f"`{option.cli_flag}`" if CLI in option.doors or JOBS in option.doors else "—"
+        lines.append("| " + " | ".join([f"`{option.name}`", flag, _default_cell(option), *doors, option.help]) + " |")
+    return "\n".join(lines)
