@@ -171,6 +171,7 @@ def test_missing_listed_file_fails_alone(tmp_path):
     (["IN", "-o", "OUT", "--language", "de"], "language 'de' is not supported"),
     (["IN", "-o", "OUT", "--replicas", "2"], "--replicas and --gpus-per-replica need --ray"),
     (["IN", "-o", "OUT", "--model", "no-such-model"], "no-such-model"),
+    (["IN", "-o", "OUT", "--ray", "--workers", "2"], "with --ray, use --replicas"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, args, message):
     (tmp_path / "IN").mkdir()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -9,11 +12,14 @@ import httpx
 import pytest
 
 from amanuensis.evaluation import normalize
+from amanuensis.server.ray_serve import autoscaling_config
+from amanuensis.server.settings import ServerSettings
 
 from . import server_fixtures
 from .server_fixtures import DATA, JFK, LONG_CLIP, MP3, SHORT_CLIP, run_server, upload
 
-pytest.importorskip("ray.serve", reason="the ray extra is not installed (pip install 'amanuensis[ray]')")
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason="the ray extra is not installed (pip install 'amanuensis[ray]')")
 
 CLIPS = [JFK, SHORT_CLIP, LONG_CLIP, MP3, DATA / "faster-whisper" / "stereo_diarization_right.flac"]
 CONCURRENT = 8
@@ -29,6 +35,40 @@ def _essence(answer: dict) -> dict:
     return {key: answer[key] for key in ("text", "language", "duration", "segments")}
 
 
+def test_without_ray_the_flag_fails_in_one_line():
+    code = ("import sys; sys.modules['ray'] = None; from amanuensis.server.main import main; "
+            "sys.exit(main(['--ray', '--port', '0']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env=server_fixtures_env())
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "cannot start: --ray needs Ray Serve, which is not installed: pip install 'amanuensis[ray]'" in lines[0]
+
+
+def test_ray_settings_and_autoscaling_bounds():
+    from amanuensis.cli import build_parser
+    from amanuensis.server.settings import settings_from_args
+
+    def settings(*flags: str) -> ServerSettings:
+        return settings_from_args(build_parser().parse_args(["serve", *flags]))
+
+    assert settings().ray_address is None
+    assert settings("--ray").ray_address == ""
+    assert settings("--ray", "auto").ray_address == "auto"
+    fixed = settings("--ray", "--workers", "3")
+    assert fixed.workers == 3 and autoscaling_config(fixed) is None
+    scaling = autoscaling_config(settings("--ray", "--ray-min-replicas", "1", "--ray-max-replicas", "4",
+                                          "--max-concurrent", "2"))
+    assert scaling == {"min_replicas": 1, "max_replicas": 4, "initial_replicas": 1, "target_ongoing_requests": 2}
+
+
+def server_fixtures_env() -> dict[str, str]:
+    import os
+
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(server_fixtures.ROOT / "src"),
+                                                                     os.environ.get("PYTHONPATH")]))}
+
+
 @pytest.fixture(scope="module")
 def expected(tmp_path_factory) -> list[dict]:
     """The single-process server's answers, one request at a time."""
@@ -36,6 +76,7 @@ def expected(tmp_path_factory) -> list[dict]:
         return [_essence(_post(single.url, clip)) for clip in CLIPS]
 
 
+@needs_ray
 def test_two_replicas_behind_the_fastapi_ingress(tmp_path, expected, monkeypatch):
     monkeypatch.setattr(server_fixtures, "START_TIMEOUT_S", 300.0)  # Ray and Serve start first
     args = ("--ray", "--workers", "2", "--cpu-threads", "1", "--max-concurrent", "4")

@@ -129,6 +129,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     if args.ray is None and (args.replicas or args.gpus_per_replica is not None):
         return _fail("--replicas and --gpus-per-replica need --ray")
+    if args.ray is not None and args.workers:
+        return _fail("--workers is for local runs: with --ray, use --replicas")
     try:
         formats = _chosen_formats(args)
         options = options_from_args(args)

@@ -111,6 +111,8 @@ class RayBackend:
                 raise RayUnavailableError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
             self._owns_connection = True
         self.connect_seconds = time.perf_counter() - started
+        log.info("ray: %s in %.1f s", "connected to " + address if address else "started a local Ray",
+                 self.connect_seconds)
         resources = ray.cluster_resources()
         cpus, gpus = float(resources.get("CPU", 1)), float(resources.get("GPU", 0))
         self.gpus = gpus_per_replica if gpus_per_replica is not None else (1.0 if gpus >= 1 else 0.0)
