@@ -193,9 +193,33 @@ def test_ray_flag_without_ray_is_one_line(tmp_path, capsys, monkeypatch):
     assert err == "amanuensis batch: error: --ray needs Ray, which is not installed: pip install 'amanuensis[ray]'"
 
 
+def test_progress_bar_counts_files_and_audio_hours(capsys):
+    from amanuensis.corpus.progress import CorpusProgress
+
+    progress = CorpusProgress(total_seconds=360.0, total_files=4, enabled=True)
+    progress.advance(180.0, failed=False)
+    progress.advance(36.0, failed=True)
+    progress.close()
+    err = capsys.readouterr().err
+    assert "60%" in err and "2/4 files, 1 failed, 0.06 h audio" in err, err
+    assert CorpusProgress(10.0, 2, enabled=False).bar is None
+
+
 def test_parallelism_fills_the_cores():
     assert plan_parallelism(cores=2) == (2, 1)
     assert plan_parallelism(cores=8) == (8, 1)
     assert plan_parallelism(cores=8, threads=4) == (2, 4)
     assert plan_parallelism(cores=8, workers=2) == (2, 4)
     assert plan_parallelism(cores=2, workers=3, threads=2) == (3, 2)
+
+
+def test_corpus_bench_runs_configurations_side_by_side(tmp_path, capsys):
+    from amanuensis.bench.corpus import main as bench
+
+    corpus = tmp_path / "in"
+    corpus.mkdir()
+    (corpus / "right.flac").write_bytes((make_corpus(tmp_path, junk=False) / "librispeech/right.flac").read_bytes())
+    assert bench([str(corpus), "--configs", "1x1,2x1", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "round 1   1x1:" in out and "round 1   2x1:" in out and "(1 files" in out
+    assert "  1x1:" in out and "ratio 1.00" in out and "  2x1:" in out

@@ -131,6 +131,15 @@ class RayBackend:
         handle = self._actor.remote(self.spec, name)
         return _Replica(handle, name, handle.ready.remote())
 
+    def wait_ready(self, timeout: float = ACTOR_WAIT_S) -> float:
+        """Block until every model actor has loaded its model; returns the seconds waited."""
+        started = time.perf_counter()
+        for replica in self.pool:
+            if replica.node_id is None:
+                self.ray.get(replica.ready_ref, timeout=timeout)
+                self._on_ready(replica)
+        return time.perf_counter() - started
+
     def describe(self) -> str:
         """Where the run happens, for the log."""
         return f"ray: {self.replicas} model actor(s), {self.cpus:g} CPU / {self.gpus:g} GPU each"

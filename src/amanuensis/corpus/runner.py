@@ -117,7 +117,8 @@ class CorpusRun:
             if self.manifest.finished(key, size, sha256, self.digest, self.outdir):
                 self.summary.skipped += 1
                 continue
-            self._attempts[key] = (previous.attempts + 1) if previous and previous.sha256 == sha256 else 1
+            same = previous is not None and (previous.sha256, previous.options) == (sha256, self.digest)
+            self._attempts[key] = previous.attempts + 1 if same else 1
             planned = PlannedFile(file, size, sha256, declared_seconds(file.path))
             self._planned[key] = planned
             todo.append(planned)
