@@ -108,6 +108,6 @@ def test_two_replicas_behind_the_fastapi_ingress(tmp_path, expected, monkeypatch
         served_by = {r["replica"]: r["served"] for r in after["ray"]["replicas"]}
         assert len(served_by) == 2 and all(count >= 1 for count in served_by.values()), after["ray"]
         assert sum(served_by.values()) == len(CLIPS) + CONCURRENT + 1
-        assert after["batching"]["enabled"] and after["batching"]["batches"] > 0, after["batching"]
+        assert after["batching"]["enabled"] and after["batching"]["shared_batches"] > 0, after["batching"]
         assert after["requests"]["failed"] == 0 and after["jobs"]["failed"] == 0
     assert served.process.returncode == 0, served.log()[-3000:]

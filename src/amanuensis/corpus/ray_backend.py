@@ -107,8 +107,10 @@ class RayBackend:
                              object_store_memory=LOCAL_OBJECT_STORE_BYTES, configure_logging=False)
                 else:
                     ray.init(address=address, configure_logging=False)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise RayUnavailableError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 - Ray raises plain Exception when a node cannot start
+                where = f"reach the Ray cluster at {address}" if address else "start a local Ray"
+                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise RayUnavailableError(f"cannot {where}: {first_line}") from exc
             self._owns_connection = True
         self.connect_seconds = time.perf_counter() - started
         log.info("ray: %s in %.1f s", "connected to " + address if address else "started a local Ray",

@@ -275,8 +275,9 @@ def serve_on_ray(settings: ServerSettings) -> int:
                      object_store_memory=LOCAL_OBJECT_STORE_BYTES, namespace=NAMESPACE, configure_logging=False)
         else:
             ray.init(address=address, namespace=NAMESPACE, configure_logging=False)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        log.error("cannot start: the Ray cluster at %s cannot be reached: %s", address, exc)
+    except Exception as exc:  # noqa: BLE001 - Ray raises plain Exception when a node cannot start
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        log.error("cannot start: %s: %s", f"the Ray cluster at {address}" if address else "a local Ray", first_line)
         return 2
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
