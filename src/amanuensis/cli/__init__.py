@@ -1,4 +1,4 @@
-"""Command line: amanuensis transcribe | models | serve | bench | jobs."""
+"""Command line: amanuensis transcribe | batch | models | serve | bench | jobs."""
 
 from __future__ import annotations
 
@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .jobs import add_jobs_arguments
 
     add_jobs_arguments(commands)
+    from .batch import add_batch_arguments
+
+    add_batch_arguments(commands)
     return parser
 
 

@@ -98,7 +98,7 @@ def sweep_stale_uploads(directory: Path, older_than_s: float) -> int:
 def create_app(settings: ServerSettings | None = None, service: TranscriptionService | None = None) -> FastAPI:
     """Build the app; the model is loaded by the lifespan (once, at start-up)."""
     settings = settings or ServerSettings()
-    metrics = Metrics()
+    metrics = service.metrics if service is not None else Metrics()
     service = service or TranscriptionService(settings, metrics)
 
     @contextlib.asynccontextmanager

@@ -28,6 +28,10 @@ def serve(settings: ServerSettings | None = None) -> int:
     except ModelError as exc:
         log.error("cannot start: %s", exc)
         return 2
+    if settings.ray_address is not None:
+        from .ray_serve import serve_on_ray
+
+        return serve_on_ray(settings)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
