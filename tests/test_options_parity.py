@@ -1,8 +1,8 @@
 """Every declared option, walked through every door: the `transcribe` and `batch` commands, `jobs submit`,
 the form parsing of /transcribe, /v1/audio/transcriptions, /v1/audio/translations and /v1/jobs
-(in-process and over real HTTP). Each door that exposes an option accepts it with the declared default and refuses the same bad
-value with the same `param`; a door that does not expose it refuses it by name. A door that drops an
-option, re-defaults it or checks it differently fails here."""
+(in-process and over real HTTP). Each door that exposes an option accepts it with the declared default
+and refuses the same bad value with the same `param`; a door that does not expose it refuses it by name.
+A door that drops an option, re-defaults it or checks it differently fails here."""
 
 from __future__ import annotations
 
