@@ -44,6 +44,8 @@ class ServerSettings(BaseSettings):
     shutdown_timeout: float = Field(30.0, ge=0)
     data_dir: Path | None = Field(None, description="jobs database and job audio (default: the user's data dir)")
     job_retention_hours: float = Field(168.0, gt=0, description="finished jobs and their audio are kept this long")
+    max_realtime_sessions: int = Field(8, ge=0, le=256, description="WebSocket realtime sessions open at once")
+    realtime_idle_timeout: float = Field(60.0, gt=0, description="seconds a realtime socket may send nothing")
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
@@ -105,6 +107,10 @@ _FLAGS: dict[str, tuple[str, dict]] = {
     "--log-format": ("log_format", {"choices": ["text", "json"], "help": "text or json lines"}),
     "--data-dir": ("data_dir", {"help": "jobs database and job audio (default: ~/.local/share/amanuensis)"}),
     "--job-retention-hours": ("job_retention_hours", {"type": float, "help": "keep finished jobs (default 168)"}),
+    "--max-realtime-sessions": ("max_realtime_sessions", {"type": int, "help": "realtime WebSocket sessions "
+                                                          "open at once (default 8; 0 = none)"}),
+    "--realtime-idle-timeout": ("realtime_idle_timeout", {"type": float, "help": "close a realtime socket "
+                                                          "that sends nothing this many seconds (default 60)"}),
 }
 
 
