@@ -327,7 +327,11 @@ class RealtimeSession:
             if self.stream is not stream:
                 continue  # the turn closed (or was cleared) meanwhile
             hypothesis = Hypothesis.from_segments([(s.text, s.end) for s in transcript.segments])
-            words = stream.accept(hypothesis, window, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            words = stream.accept(hypothesis, window, seconds)
+            log.debug("realtime partial: session_id=%s window_s=%.2f decode_s=%.3f step_s=%.2f lag_s=%.2f new=%d",
+                      self.id, (window[1] - window[0]) / SAMPLE_RATE, seconds, stream.step_s,
+                      stream.lag_s(len(self.buffer.turn_audio())), len(words))
             if words:
                 self._emit(self._delta(item_id, "".join(words)))
             self._track_lag()
@@ -347,6 +351,8 @@ class RealtimeSession:
                                                                 "message": str(exc), "param": None}))
             else:
                 self._complete(turn, transcript)
+                log.debug("realtime final: session_id=%s turn_s=%.2f waited_s=%.3f", self.id,
+                          len(turn.audio) / SAMPLE_RATE, time.monotonic() - turn.closed_at)
             self.pending_finals.remove(turn)
             self.sessions.turn_done(self.id, len(turn.audio) / SAMPLE_RATE)
             self._track_lag()
