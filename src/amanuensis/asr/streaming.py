@@ -225,6 +225,8 @@ class StreamingPolicy:
     """Past this, the window decoded moves forward to the end of the last confirmed segment."""
     max_window_s: float = 20.0
     """Past this, the window moves forward to the last closed segment, confirmed or not."""
+    settle_s: float = 1.0
+    """The window moves only to a segment end at least this far before the audio's end."""
     prompt_chars: int = 200
     """Characters of confirmed text before the window given to the decoder as its prompt."""
 
@@ -292,7 +294,9 @@ class TurnStream:
         """Move the window past confirmed segments once it is long; returns words confirmed by force."""
         if length_s <= self.policy.window_s:
             return []
-        ends = [(count, end) for count, end in hypothesis.segment_ends if 0 < count <= len(hypothesis.words)]
+        # a segment that ends near the window's end may be a sentence still being spoken: never cut there
+        ends = [(count, end) for count, end in hypothesis.segment_ends
+                if 0 < count <= len(hypothesis.words) and end <= length_s - self.policy.settle_s]
         settled = [(count, end) for count, end in ends if count <= self._in_window and end > 0]
         forced: list[str] = []
         if not settled and length_s > self.policy.max_window_s and ends:
