@@ -243,7 +243,10 @@ def test_session_limit_error_and_close_code(server):
             await asyncio.gather(*tasks)
         return results, refused, closed, metrics
 
+    before = httpx.get(server.url + "/status", headers={"Authorization": f"Bearer {KEY}"}).json()["batching"]
     results, refused, closed, metrics = asyncio.run(scenario())
+    after = httpx.get(server.url + "/status", headers={"Authorization": f"Bearer {KEY}"}).json()["batching"]
+    assert after["batches"] > before["batches"], (before, after)  # the decodes went through the batch scheduler
     assert refused.of("error")[0]["error"]["code"] == "session_limit", refused.types()
     assert closed is not None and closed.rcvd.code == 1013, closed
     assert "amanuensis_realtime_sessions_open 2.0" in metrics, metrics

@@ -8,9 +8,10 @@ Each stream joins the clips (dev clips by default, each stream starting at a dif
 1x clock, with server VAD. Per stream and overall it reports: delta latency (arrival of the delta
 carrying a word minus the moment that word's audio ended, by the final word timestamps), completion
 latency (`.completed` arrival minus the end of the turn's last word, and minus `speech_stopped`),
-lag (sampled from /metrics: at the end and the largest; with `--seconds` ≥ 300 also the first and
-last minute), and the WER of the final texts and of offline transcription (POST
-/v1/audio/transcriptions of the very audio streamed) against the references.
+lag (from the last audio sent to the last `.completed`, and the largest lag sampled from /metrics
+each second; with `--seconds` ≥ 300 also its mean over the first and the last minute), and the WER
+of the final texts and of offline transcription (POST /v1/audio/transcriptions of the very audio
+streamed) against the references.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class StreamReport:
     after_stop_p50_s: float
     after_stop_p95_s: float
     lag_end_s: float
+    """From the stream's last audio to its last `.completed`: how far behind the transcript ended."""
     lag_max_s: float
     lag_first_minute_s: float | None
     lag_last_minute_s: float | None
@@ -71,6 +73,9 @@ class StreamReport:
     wer_final: float
     wer_offline: float
     errors: list[str] = field(default_factory=list)
+    reference: str = ""
+    final_text: str = ""
+    offline_text: str = ""
 
 
 @dataclass
@@ -215,7 +220,8 @@ def _minute(lags: list[tuple[float, float]], first: bool) -> float | None:
 
 
 async def run_streams(url: str, clips: Sequence[Path], refs: dict[str, str], streams: int, seconds: float | None,
-                      gap_s: float = 1.0, speed: float = 1.0, key: str | None = None) -> list[StreamReport]:
+                      gap_s: float = 1.0, speed: float = 1.0, key: str | None = None,
+                      texts: bool = False) -> list[StreamReport]:
     """Run `streams` sessions at once; return one report per stream."""
     if urlparse(url).hostname not in LOOPBACK:
         raise ValueError("the realtime bench targets loopback servers only")
@@ -248,7 +254,9 @@ async def run_streams(url: str, clips: Sequence[Path], refs: dict[str, str], str
                 completed_max_s=round(max(after_words, default=0.0), 3),
                 after_stop_p50_s=round(percentile(after_stop, 50), 3),
                 after_stop_p95_s=round(percentile(after_stop, 95), 3),
-                lag_end_s=round(lags[-1], 3) if lags else 0.0, lag_max_s=round(max(lags, default=0.0), 3),
+                lag_end_s=round(max((at for at, e in run.events if e["type"].endswith("completed")),
+                                    default=run.audio_end) - run.audio_end, 3),
+                lag_max_s=round(max(lags, default=0.0), 3),
                 lag_first_minute_s=_minute(run.lags, True), lag_last_minute_s=_minute(run.lags, False),
                 deltas_equal_final=round(equal / turns, 3) if turns else 0.0,
                 wer_final=round(100 * word_error_rate([reference], [" ".join(finals)]), 2),
@@ -259,6 +267,9 @@ async def run_streams(url: str, clips: Sequence[Path], refs: dict[str, str], str
             run.latencies, run.after_words = latencies, after_words
             run.reference, run.finals = reference, " ".join(finals)
             run.offline = offline.json().get("text", "") if offline.status_code == 200 else ""
+            if texts:
+                reports[-1].reference, reports[-1].final_text, reports[-1].offline_text = (
+                    run.reference, run.finals, run.offline)
     overall = _overall(runs, reports)
     return [*reports, overall]
 
@@ -316,6 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--api-key", help="the server's API key")
     parser.add_argument("--server-args", default="", help="flags for the started server, e.g. '--workers 2'")
     parser.add_argument("--json", action="store_true", help="one JSON object per run")
+    parser.add_argument("--texts", action="store_true", help="with --json: the reference, final and offline texts")
     args = parser.parse_args(argv)
     data = default_data_dir()
     refs = read_references(args.refs or data / "transcripts.tsv")
@@ -332,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             url = stack.enter_context(local_server(flags, workdir / "server.log"))
         for streams in args.streams:
             reports = asyncio.run(run_streams(url, clips, refs, streams, args.seconds, args.gap, args.speed,
-                                              args.api_key))
+                                              args.api_key, args.texts))
             if args.json:
                 print(json.dumps({"streams": streams, "reports": [asdict(r) for r in reports]}))
             else:

@@ -59,6 +59,10 @@ log = logging.getLogger(__name__)
 MAX_TURN_SECONDS = 900.0
 """A turn longer than this is committed (server VAD) or refused further audio (manual commit)."""
 CLOSE_IDLE = 1008
+PREROLL_SECONDS = 5
+"""Audio kept between turns: the longest prefix_padding_ms a session may ask for."""
+CONTEXT_CHARS = 200
+"""Characters of the session's earlier final text given to the decoder as its prompt."""
 
 
 @dataclass
@@ -95,7 +99,7 @@ class RealtimeSession:
         self.transcriber: Transcriber | None = None
         self.model_name = ""
         self.input = InputDecoder(config.format)
-        self.buffer = TurnBuffer(keep=SAMPLE_RATE)
+        self.buffer = TurnBuffer(keep=PREROLL_SECONDS * SAMPLE_RATE)
         self.turns = LiveTurns(config.turn_detection) if config.turn_detection else None
         self.item_id: str | None = None
         self.previous_item_id: str | None = None
@@ -103,6 +107,7 @@ class RealtimeSession:
         self.out: asyncio.Queue[dict | None] = asyncio.Queue()
         self.finals: asyncio.Queue[ClosedTurn | None] = asyncio.Queue()
         self.pending_finals: list[ClosedTurn] = []
+        self.said = ""  # the last final texts: the decoder's context for the next turn, as offline
         self.wake = asyncio.Event()
         self.loop = asyncio.get_running_loop()
 
@@ -123,6 +128,8 @@ class RealtimeSession:
             await self.finals.put(None)
             with contextlib.suppress(Exception):
                 await finals
+            for _ in self.pending_finals:  # turns whose final decode never ran (the task failed)
+                self.sessions.turn_dropped()
             if close is not None:  # said after the open turn's `.completed`, just before the close
                 await self.send(error_event(ProtocolError(close[1], None, close[2])))
             partials.cancel()
@@ -269,7 +276,7 @@ class RealtimeSession:
 
     def _open_turn(self) -> None:
         self.item_id = new_id("item")
-        self.stream = TurnStream(self.policy, self.config.prompt)
+        self.stream = TurnStream(self.policy, self._context(self.config))
 
     def _close_turn(self, end: int, flush: bool = False) -> None:
         """Commit the open turn up to `end`: `committed` now, its final decode queued."""
@@ -285,6 +292,7 @@ class RealtimeSession:
                                 previous_item_id=self.previous_item_id))
         self.previous_item_id, self.item_id, self.stream = self.item_id, None, None
         self.pending_finals.append(turn)
+        self.sessions.turn_closed()
         self.finals.put_nowait(turn)
 
     def _emit(self, event: dict) -> None:
@@ -310,6 +318,8 @@ class RealtimeSession:
             self.wake.clear()
             stream, item_id = self.stream, self.item_id
             if stream is None:
+                continue
+            if self.sessions.finals_pending:  # finals first: retried at the next append
                 continue
             available = len(self.buffer.turn_audio())
             if not stream.due(available):
@@ -343,7 +353,7 @@ class RealtimeSession:
             try:
                 transcript = await self.loop.run_in_executor(
                     self.sessions.executor, turn.transcriber.transcribe, turn.audio,
-                    transcribe_options(turn.config, partial=False))
+                    transcribe_options(turn.config, partial=False, prompt=self._context(turn.config)))
             except Exception as exc:  # noqa: BLE001 - reported to the client as the turn's failure
                 log.exception("realtime session %s: final decode failed", self.id)
                 self._emit(server_event("conversation.item.input_audio_transcription.failed", item_id=turn.item_id,
@@ -357,7 +367,13 @@ class RealtimeSession:
             self.sessions.turn_done(self.id, len(turn.audio) / SAMPLE_RATE)
             self._track_lag()
 
+    def _context(self, config: SessionConfig) -> str | None:
+        """The session's prompt and the end of what was said before (Whisper's previous-text prompt)."""
+        text = ((config.prompt or "") + " " + self.said).strip()
+        return text[-CONTEXT_CHARS:] or None
+
     def _complete(self, turn: ClosedTurn, transcript: Transcript) -> None:
+        self.said = (self.said + " " + transcript.text.strip()).strip()[-CONTEXT_CHARS:]
         final = split_words(transcript.text)
         rest = remaining_words(turn.confirmed, final)
         if rest:

@@ -27,6 +27,9 @@ class RealtimeSessions:
         self.limit = limit
         self.open: dict[str, SessionStats] = {}
         self.rejected = 0
+        self.finals_pending = 0
+        """Closed turns of all sessions waiting for their final decode: while there are any, no session
+        decodes its open turn again (a final is what a speaker waits for; deltas can wait a step)."""
         self.turns = 0
         self.audio_s = 0.0
         self._serial = itertools.count()
@@ -53,9 +56,20 @@ class RealtimeSessions:
         if stats is not None:
             stats.lag_s = round(lag_s, 3)
 
-    def turn_done(self, session_id: str, audio_s: float) -> None:
-        """Count a finished turn of `audio_s` seconds."""
+    def turn_closed(self) -> None:
+        """A turn waits for its final decode."""
         with self._lock:
+            self.finals_pending += 1
+
+    def turn_dropped(self) -> None:
+        """A closed turn that will get no final decode."""
+        with self._lock:
+            self.finals_pending -= 1
+
+    def turn_done(self, session_id: str, audio_s: float) -> None:
+        """Count a finished turn of `audio_s` seconds (its final decode is done)."""
+        with self._lock:
+            self.finals_pending -= 1
             self.turns += 1
             self.audio_s += audio_s
             stats = self.open.get(session_id)
