@@ -104,9 +104,11 @@ def apply_update(config: SessionConfig, event: SessionUpdate | BetaSessionUpdate
 def transcribe_options(config: SessionConfig, *, partial: bool, prompt: str | None = None) -> TranscribeOptions:
     """The one mapping from a session to TranscribeOptions. Partial decodes (the open turn, again and
     again) are greedy, on the window as it is (it is speech already); the final decode of a turn is a
-    normal transcription with word timestamps. `prompt`: the session's prompt and the text before."""
+    normal transcription with word timestamps (each turn on its own: prompting it with the earlier
+    turns' text made tiny.en repeat itself: 87.7 % WER against 73.7 % on the hard MFA dev clips). `prompt`:
+    the partial decode's prompt (the session's prompt and the turn's words before the window)."""
     if partial:
         return TranscribeOptions(language=config.language, beam_size=1, best_of=1, temperature=0.0,
                                  initial_prompt=prompt, vad_filter=False, condition_on_previous_text=False)
-    return TranscribeOptions(language=config.language, initial_prompt=prompt or config.prompt, vad_filter=True,
+    return TranscribeOptions(language=config.language, initial_prompt=config.prompt, vad_filter=True,
                              word_timestamps=True)

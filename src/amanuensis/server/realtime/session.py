@@ -61,8 +61,6 @@ MAX_TURN_SECONDS = 900.0
 CLOSE_IDLE = 1008
 PREROLL_SECONDS = 5
 """Audio kept between turns: the longest prefix_padding_ms a session may ask for."""
-CONTEXT_CHARS = 200
-"""Characters of the session's earlier final text given to the decoder as its prompt."""
 
 
 @dataclass
@@ -107,7 +105,6 @@ class RealtimeSession:
         self.out: asyncio.Queue[dict | None] = asyncio.Queue()
         self.finals: asyncio.Queue[ClosedTurn | None] = asyncio.Queue()
         self.pending_finals: list[ClosedTurn] = []
-        self.said = ""  # the last final texts: the decoder's context for the next turn, as offline
         self.wake = asyncio.Event()
         self.loop = asyncio.get_running_loop()
 
@@ -276,7 +273,7 @@ class RealtimeSession:
 
     def _open_turn(self) -> None:
         self.item_id = new_id("item")
-        self.stream = TurnStream(self.policy, self._context(self.config))
+        self.stream = TurnStream(self.policy, self.config.prompt)
 
     def _close_turn(self, end: int, flush: bool = False) -> None:
         """Commit the open turn up to `end`: `committed` now, its final decode queued."""
@@ -353,7 +350,7 @@ class RealtimeSession:
             try:
                 transcript = await self.loop.run_in_executor(
                     self.sessions.executor, turn.transcriber.transcribe, turn.audio,
-                    transcribe_options(turn.config, partial=False, prompt=self._context(turn.config)))
+                    transcribe_options(turn.config, partial=False))
             except Exception as exc:  # noqa: BLE001 - reported to the client as the turn's failure
                 log.exception("realtime session %s: final decode failed", self.id)
                 self._emit(server_event("conversation.item.input_audio_transcription.failed", item_id=turn.item_id,
@@ -367,13 +364,7 @@ class RealtimeSession:
             self.sessions.turn_done(self.id, len(turn.audio) / SAMPLE_RATE)
             self._track_lag()
 
-    def _context(self, config: SessionConfig) -> str | None:
-        """The session's prompt and the end of what was said before (Whisper's previous-text prompt)."""
-        text = ((config.prompt or "") + " " + self.said).strip()
-        return text[-CONTEXT_CHARS:] or None
-
     def _complete(self, turn: ClosedTurn, transcript: Transcript) -> None:
-        self.said = (self.said + " " + transcript.text.strip()).strip()[-CONTEXT_CHARS:]
         final = split_words(transcript.text)
         rest = remaining_words(turn.confirmed, final)
         if rest:
