@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -20,6 +21,8 @@ from .. import __version__
 from .errors import install_error_handlers
 from .jobs_routes import install_jobs, start_jobs, stop_jobs
 from .metrics import Metrics
+from .realtime import RealtimeSessions
+from .realtime import router as realtime_router
 from .routes_audio import TRANSCRIPTION_ROUTES
 from .routes_audio import router as audio_router
 from .routes_info import private, public
@@ -100,6 +103,8 @@ def create_app(settings: ServerSettings | None = None, service: TranscriptionSer
     settings = settings or ServerSettings()
     metrics = service.metrics if service is not None else Metrics()
     service = service or TranscriptionService(settings, metrics)
+    realtime = RealtimeSessions(settings.max_realtime_sessions)
+    metrics.watch_realtime(realtime.snapshot)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -120,6 +125,7 @@ def create_app(settings: ServerSettings | None = None, service: TranscriptionSer
             yield
         finally:
             await stop_jobs(app)
+            await asyncio.to_thread(realtime.shutdown)
             await service.stop()
             log.info("stopped")
 
@@ -132,10 +138,12 @@ def create_app(settings: ServerSettings | None = None, service: TranscriptionSer
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.service = service
+    app.state.realtime = realtime
     install_error_handlers(app)
     app.include_router(public)
     app.include_router(private)
     app.include_router(audio_router)
+    app.include_router(realtime_router)
     install_jobs(app)
     if settings.cors_origins:
         app.add_middleware(

@@ -18,11 +18,18 @@ def require_api_key(request: Request) -> None:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise _unauthorized("missing API key: send the header 'Authorization: Bearer <key>'")
+    client = match_api_key(keys, token)
+    if client is None:
+        raise _unauthorized("wrong API key")
+    request.state.client = client
+
+
+def match_api_key(keys: list[str], token: str) -> str | None:
+    """The client id ("key-<index>") of the configured key equal to `token`, or None."""
     for index, key in enumerate(keys):
         if hmac.compare_digest(token.encode(), key.encode()):
-            request.state.client = f"key-{index}"
-            return
-    raise _unauthorized("wrong API key")
+            return f"key-{index}"
+    return None
 
 
 def _unauthorized(message: str) -> ApiError:

@@ -68,6 +68,31 @@ def _batching_metrics(batching: dict) -> Iterator[Metric]:
                               batching.get("shared_batches", 0))
 
 
+class _RealtimeCollector(Collector):
+    def __init__(self, source: LiveSource) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        live = self.source()
+        yield GaugeMetricFamily("amanuensis_realtime_sessions_open", "Realtime WebSocket sessions open now",
+                                live.get("open", 0))
+        yield GaugeMetricFamily("amanuensis_realtime_sessions_limit", "Realtime sessions allowed at once",
+                                live.get("limit", 0))
+        yield CounterMetricFamily("amanuensis_realtime_sessions_rejected", "Realtime sessions refused at the limit",
+                                  live.get("rejected", 0))
+        yield CounterMetricFamily("amanuensis_realtime_turns", "Realtime turns transcribed", live.get("turns", 0))
+        yield CounterMetricFamily("amanuensis_realtime_audio_seconds", "Seconds of audio in realtime turns",
+                                  live.get("audio_seconds", 0.0))
+        lag = GaugeMetricFamily("amanuensis_realtime_session_lag_seconds",
+                                "Audio of the open turn no decode has seen yet (or the wait of a closed turn "
+                                "for its final decode), per open session", labels=["session"])
+        for session, seconds in (live.get("lag_s") or {}).items():
+            lag.add_metric([session], float(seconds))
+        yield lag
+        yield GaugeMetricFamily("amanuensis_realtime_max_lag_seconds", "The largest lag of the open sessions",
+                                live.get("max_lag_s", 0.0))
+
+
 class Metrics:
     """The app's metrics and the helpers that record them."""
 
@@ -102,6 +127,10 @@ class Metrics:
     def watch(self, source: LiveSource) -> None:
         """Read queue and front-end state from `source` at every scrape."""
         self.registry.register(_LiveCollector(source))
+
+    def watch_realtime(self, source: LiveSource) -> None:
+        """Read the realtime sessions' state (open, lag per session, turns) from `source` at every scrape."""
+        self.registry.register(_RealtimeCollector(source))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request and its duration."""

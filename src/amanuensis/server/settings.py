@@ -50,6 +50,8 @@ class ServerSettings(BaseSettings):
     ray_min_replicas: int | None = Field(None, ge=0, le=1024, description="with Ray: autoscaling lower bound")
     ray_max_replicas: int | None = Field(None, ge=1, le=1024, description="with Ray: autoscaling upper bound "
                                          "(unset: a fixed `workers` model replicas)")
+    max_realtime_sessions: int = Field(8, ge=0, le=256, description="WebSocket realtime sessions open at once")
+    realtime_idle_timeout: float = Field(60.0, gt=0, description="seconds a realtime socket may send nothing")
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
@@ -122,6 +124,10 @@ _FLAGS: dict[str, tuple[str, dict]] = {
                                                 "autoscaling (default 1)"}),
     "--ray-max-replicas": ("ray_max_replicas", {"type": int, "help": "with --ray: most model replicas; set to "
                                                 "autoscale (default: a fixed --workers replicas)"}),
+    "--max-realtime-sessions": ("max_realtime_sessions", {"type": int, "help": "realtime WebSocket sessions "
+                                                          "open at once (default 8; 0 = none)"}),
+    "--realtime-idle-timeout": ("realtime_idle_timeout", {"type": float, "help": "close a realtime socket "
+                                                          "that sends nothing this many seconds (default 60)"}),
 }
 
 

@@ -1,0 +1,363 @@
+"""Live recognition policy: turns from a live VAD, re-decoding a growing turn, and local agreement.
+
+Nothing here knows about sockets. A session feeds 16 kHz samples in; `LiveTurns` says where speech
+starts and stops; `TurnStream` says when to decode the open turn again, which audio window and
+prompt to decode, and which words two successive hypotheses agree on (LocalAgreement-2: a word is
+confirmed once two decodes of growing audio both put it at the same place after the words already
+confirmed, so confirmed words are never taken back).
+
+Lag cannot build up: the window decoded stays short (it moves forward past confirmed segments),
+and the step between decodes grows with the time a decode takes, so a session whose decodes are
+slow decodes less often instead of queueing work behind the audio.
+"""
+
+from __future__ import annotations
+
+import collections
+import difflib
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..constants import SAMPLE_RATE
+from .vad import CONTEXT_SAMPLES, FRAME_SAMPLES, SileroVad, VadOptions, default_vad
+
+log = logging.getLogger(__name__)
+
+_WORD = re.compile(r"\s*\S+")
+LEVEL_FRAMES = 940
+"""Speech frames (about 30 s) whose median RMS is the level of speech for the energy gate."""
+MIN_LEVEL_FRAMES = 16
+"""The gate opens once Silero has scored this many frames (about 0.5 s) as speech."""
+_NORMAL = re.compile(r"[^\w']+")
+
+
+@dataclass(frozen=True)
+class TurnDetection:
+    """Server VAD settings (OpenAI's names): speech probability threshold, audio kept before the
+    speech start, and the silence that ends a turn."""
+
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+    long_turn_s: float = 15.0
+    """A turn this long ends at the next pause Silero hears of `long_turn_pause_ms` (its final decode,
+    of the whole turn, would otherwise keep the speaker waiting)."""
+    long_turn_pause_ms: int = 200
+
+
+@dataclass(frozen=True)
+class VadEvent:
+    """Speech started or stopped at `sample` (samples since the stream began). A start includes the
+    prefix padding; a stop is where the turn's audio ends (after `silence_duration_ms` of silence)."""
+
+    kind: str
+    sample: int
+
+
+class LiveVad:
+    """Silero over audio that arrives in pieces: the recurrent state and the 64-sample context are
+    carried from call to call, so the probabilities equal those of one pass over the whole stream."""
+
+    def __init__(self, vad: SileroVad | None = None) -> None:
+        self.vad = vad or default_vad()
+        self._h = np.zeros((1, 1, 128), dtype=np.float32)
+        self._c = np.zeros((1, 1, 128), dtype=np.float32)
+        self._context = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self.frames = 0
+
+    def reset(self) -> None:
+        """Forget the recurrent state (Silero, carried over a long stream, can go deaf to a new voice)."""
+        self._h = np.zeros_like(self._h)
+        self._c = np.zeros_like(self._c)
+
+    def feed(self, samples: np.ndarray) -> np.ndarray:
+        """Speech probability of every 512-sample frame completed by `samples`."""
+        return self.feed_with_rms(samples)[0]
+
+    def feed_with_rms(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Speech probability and RMS of every 512-sample frame completed by `samples`."""
+        audio = np.concatenate([self._pending, np.asarray(samples, dtype=np.float32)])
+        count = len(audio) // FRAME_SAMPLES
+        self._pending = audio[count * FRAME_SAMPLES :]
+        if count == 0:
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.float32)
+        windows = audio[: count * FRAME_SAMPLES].reshape(count, FRAME_SAMPLES)
+        contexts = np.concatenate([self._context[None, :], windows[:-1, -CONTEXT_SAMPLES:]], axis=0)
+        batch = np.ascontiguousarray(np.concatenate([contexts, windows], axis=1))
+        probs, self._h, self._c = self.vad.session.run(None, {"input": batch, "h": self._h, "c": self._c})
+        self._context = windows[-1, -CONTEXT_SAMPLES:].copy()
+        self.frames += count
+        rms = np.sqrt(np.mean(np.square(windows), axis=1))
+        return np.asarray(probs, dtype=np.float32).reshape(-1)[:count], rms.astype(np.float32)
+
+
+class LiveTurns:
+    """Turn detection on a live stream: hysteresis on Silero's probabilities (on at `threshold`, off
+    below `threshold - 0.15`), a turn ending after `silence_duration_ms` below the off threshold.
+
+    As in the offline VAD (asr/vad.py), frames as loud as speech also count as speech: Silero misses
+    some voices (a cold, whispering), and over a long stream its state can go deaf to a new voice.
+    The level of speech is the median RMS of the recent frames Silero scored as speech; the gate stays
+    shut until it has heard some. Silero's state is reset after each turn."""
+
+    def __init__(self, options: TurnDetection, vad: SileroVad | None = None,
+                 gate: VadOptions | None = None) -> None:
+        self.options = options
+        self.gate = gate or VadOptions()
+        self.live = LiveVad(vad)
+        self.in_speech = False
+        self._silent_frames = 0
+        self._quiet_frames = 0  # frames in a row Silero alone calls silence
+        self._turn_frames = 0
+        self._speech_rms: collections.deque[float] = collections.deque(maxlen=LEVEL_FRAMES)
+
+    def _scores(self, probs: np.ndarray, rms: np.ndarray) -> list[float]:
+        self._speech_rms.extend(rms[probs >= self.options.threshold].tolist())
+        if self.gate.energy_gate_db is None or len(self._speech_rms) < MIN_LEVEL_FRAMES:
+            return probs.tolist()
+        level = float(np.median(np.fromiter(self._speech_rms, dtype=np.float32)))
+        floor = max(self.gate.energy_floor, level * 10 ** (self.gate.energy_gate_db / 20))
+        return np.maximum(probs, np.clip(rms / (2 * floor), 0.0, 1.0)).tolist()
+
+    @property
+    def off_threshold(self) -> float:
+        """Probability below which a frame counts as silence."""
+        return max(self.options.threshold - 0.15, 0.01)
+
+    def feed(self, samples: np.ndarray) -> list[VadEvent]:
+        """Score `samples`; return the speech starts and stops they complete, in order."""
+        first = self.live.frames
+        events: list[VadEvent] = []
+        silence_frames = max(1, round(self.options.silence_duration_ms * SAMPLE_RATE / 1000 / FRAME_SAMPLES))
+        padding = round(self.options.prefix_padding_ms * SAMPLE_RATE / 1000)
+        long_turn = round(self.options.long_turn_s * SAMPLE_RATE / FRAME_SAMPLES)
+        long_pause = max(1, round(self.options.long_turn_pause_ms * SAMPLE_RATE / 1000 / FRAME_SAMPLES))
+        probs, rms = self.live.feed_with_rms(samples)
+        for offset, (p, raw) in enumerate(zip(self._scores(probs, rms), probs.tolist())):
+            frame = first + offset
+            if not self.in_speech:
+                if p >= self.options.threshold:
+                    self.in_speech, self._silent_frames, self._quiet_frames, self._turn_frames = True, 0, 0, 0
+                    events.append(VadEvent("speech_started", max(0, frame * FRAME_SAMPLES - padding)))
+                continue
+            self._turn_frames += 1
+            self._silent_frames = 0 if p >= self.off_threshold else self._silent_frames + 1
+            self._quiet_frames = 0 if raw >= self.off_threshold else self._quiet_frames + 1
+            paused = self._turn_frames >= long_turn and self._quiet_frames >= long_pause
+            if self._silent_frames >= silence_frames or paused:
+                self.in_speech = False
+                self.live.reset()
+                events.append(VadEvent("speech_stopped", (frame + 1) * FRAME_SAMPLES))
+        return events
+
+
+class TurnBuffer:
+    """The session's audio: the open turn from its start, or between turns the last `keep` samples
+    (the prefix padding a turn may start with). Positions count samples since the session began."""
+
+    def __init__(self, keep: int = SAMPLE_RATE) -> None:
+        self.keep = keep
+        self.received = 0
+        self.turn_start: int | None = None
+        self._start = 0  # stream position of self._audio[0]
+        self._audio = np.zeros(0, dtype=np.float32)
+
+    def append(self, samples: np.ndarray) -> None:
+        """Add samples at the end; without an open turn only the last `keep` samples are kept."""
+        self._audio = np.concatenate([self._audio, np.asarray(samples, dtype=np.float32)])
+        self.received += len(samples)
+        if self.turn_start is None and len(self._audio) > self.keep:
+            self._start += len(self._audio) - self.keep
+            self._audio = self._audio[-self.keep :]
+
+    def start_turn(self, at: int) -> int:
+        """Open a turn at stream position `at` (no earlier than the audio still held); returns it."""
+        self.turn_start = min(max(at, self._start), self.received)
+        return self.turn_start
+
+    def turn_audio(self, end: int | None = None) -> np.ndarray:
+        """The open turn's audio up to `end` (default: everything received)."""
+        if self.turn_start is None:
+            return np.zeros(0, dtype=np.float32)
+        stop = self.received if end is None else min(end, self.received)
+        return self._audio[self.turn_start - self._start : stop - self._start]
+
+    def take_turn(self, end: int | None = None) -> tuple[int, np.ndarray]:
+        """Close the open turn at `end` (default: now); returns (start, audio). Audio after `end` stays."""
+        start = self.turn_start if self.turn_start is not None else self.received
+        audio = self.turn_audio(end).copy()
+        self.turn_start = None
+        cut = start + len(audio)
+        self._audio = self._audio[cut - self._start :]
+        self._start = cut
+        self.append(np.zeros(0, dtype=np.float32))
+        return start, audio
+
+    def clear(self) -> None:
+        """Drop the open turn and everything held."""
+        self.turn_start = None
+        self._start = self.received
+        self._audio = np.zeros(0, dtype=np.float32)
+
+
+@dataclass
+class Hypothesis:
+    """One decode of a window: its words (with their leading spaces, as decoded) and, per closed
+    segment, (words up to and including it, its end in window seconds)."""
+
+    words: list[str]
+    segment_ends: list[tuple[int, float]] = field(default_factory=list)
+
+    @classmethod
+    def from_segments(cls, segments: Sequence[tuple[str, float]]) -> Hypothesis:
+        """Build from (text, end seconds) per segment."""
+        words: list[str] = []
+        ends: list[tuple[int, float]] = []
+        for text, end in segments:
+            words.extend(split_words(text))
+            ends.append((len(words), end))
+        return cls(words, ends)
+
+
+def split_words(text: str) -> list[str]:
+    """Words with their leading whitespace, so that "".join(words) == text (less trailing space)."""
+    return _WORD.findall(text)
+
+
+def normal(word: str) -> str:
+    """A word for comparison: lower case, no punctuation."""
+    return _NORMAL.sub("", word.lower())
+
+
+def agreed_prefix(first: Sequence[str], second: Sequence[str]) -> int:
+    """How many leading words two hypotheses share (compared without case and punctuation)."""
+    count = 0
+    for a, b in zip(first, second):
+        if normal(a) != normal(b):
+            break
+        count += 1
+    return count
+
+
+def remaining_words(confirmed: Sequence[str], final: Sequence[str]) -> list[str]:
+    """The words of `final` after the part the confirmed words already cover (aligned word by word,
+    without case and punctuation): what a last delta must add so the deltas read like the final text."""
+    a, b = [normal(w) for w in confirmed], [normal(w) for w in final]
+    blocks = [m for m in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks() if m.size]
+    covered = blocks[-1].b + blocks[-1].size if blocks else min(len(confirmed), len(final))
+    return list(final[covered:])
+
+
+@dataclass(frozen=True)
+class StreamingPolicy:
+    """How often and how much of an open turn is decoded again."""
+
+    first_decode_s: float = 0.6
+    """The first decode of a turn waits for this much audio."""
+    min_step_s: float = 0.5
+    """New audio between two decodes, at least."""
+    max_step_s: float = 5.0
+    """…and at most, however slow decodes get."""
+    step_per_decode: float = 1.5
+    """The step is at least this many times the last decode's seconds: slow decodes, longer steps."""
+    window_s: float = 5.0
+    """Past this, the window decoded moves forward to the end of the last confirmed segment."""
+    max_window_s: float = 12.0
+    """Past this, the window moves forward to the last closed segment, confirmed or not."""
+    settle_s: float = 1.0
+    """The window moves only to a segment end at least this far before the audio's end."""
+    prompt_chars: int = 200
+    """Characters of confirmed text before the window given to the decoder as its prompt."""
+
+
+class TurnStream:
+    """One open turn: when to decode it again, which window and prompt, and the words confirmed."""
+
+    def __init__(self, policy: StreamingPolicy | None = None, prompt: str | None = None) -> None:
+        self.policy = policy or StreamingPolicy()
+        self.base_prompt = (prompt or "").strip()
+        self.confirmed: list[str] = []
+        self.window_start = 0  # samples into the turn
+        self.decoded_to = 0  # turn samples seen by the last decode
+        self.step_s = self.policy.min_step_s
+        self.decodes = 0
+        self._in_window = 0  # confirmed words that lie in the current window
+        self._previous: list[str] | None = None
+        self._before_window: list[str] = []  # confirmed words before the window (the prompt)
+
+    def due(self, available: int) -> bool:
+        """True when `available` turn samples hold enough new audio for the next decode."""
+        if self.decodes == 0:
+            return available >= self.policy.first_decode_s * SAMPLE_RATE
+        return available - self.decoded_to >= self.step_s * SAMPLE_RATE
+
+    def lag_s(self, available: int) -> float:
+        """Seconds of the turn's audio no decode has seen yet."""
+        return max(0, available - self.decoded_to) / SAMPLE_RATE
+
+    def prompt(self) -> str | None:
+        """The decoder prompt: the session's prompt and the confirmed words before the window."""
+        text = (self.base_prompt + " " + "".join(self._before_window)).strip()
+        return text[-self.policy.prompt_chars :] or None
+
+    def window(self, available: int) -> tuple[int, int]:
+        """(start, end) turn samples of the next decode."""
+        return self.window_start, available
+
+    def accept(self, hypothesis: Hypothesis, window: tuple[int, int], decode_s: float) -> list[str]:
+        """Take the decode of `window`; return the words it newly confirms (in order)."""
+        start, end = window
+        if start != self.window_start:  # the window moved while this decode ran: it no longer lines up
+            return []
+        self.decodes += 1
+        self.decoded_to = max(self.decoded_to, end)
+        self.step_s = min(self.policy.max_step_s, max(self.policy.min_step_s, self.policy.step_per_decode * decode_s))
+        words = hypothesis.words
+        new: list[str] = []
+        if self._previous is not None:
+            agreed = agreed_prefix(self._previous, words)
+            if agreed > self._in_window:
+                new = words[self._in_window : agreed]
+                self._in_window = agreed
+        self._previous = words
+        if not self.confirmed and new:
+            new[0] = new[0].lstrip()
+        self.confirmed.extend(new)
+        forced = self._advance(hypothesis, (end - start) / SAMPLE_RATE)
+        if forced and not self.confirmed:
+            forced[0] = forced[0].lstrip()
+        self.confirmed.extend(forced)
+        return new + forced
+
+    def _advance(self, hypothesis: Hypothesis, length_s: float) -> list[str]:
+        """Move the window past confirmed segments once it is long; returns words confirmed by force."""
+        if length_s <= self.policy.window_s:
+            return []
+        # a segment that ends near the window's end may be a sentence still being spoken: never cut there
+        ends = [(count, end) for count, end in hypothesis.segment_ends
+                if 0 < count <= len(hypothesis.words) and end <= length_s - self.policy.settle_s]
+        settled = [(count, end) for count, end in ends if count <= self._in_window and end > 0]
+        forced: list[str] = []
+        if not settled and length_s > self.policy.max_window_s and ends:
+            count, end = next(((c, e) for c, e in reversed(ends) if e > 0), ends[-1])
+            forced = hypothesis.words[self._in_window : count]
+            self._in_window = max(self._in_window, count)
+            settled = [(count, end)]
+        if not settled:
+            return forced
+        count, end = settled[-1]
+        if end <= 0:
+            return forced
+        self._before_window.extend(hypothesis.words[:count])
+        self._before_window = self._before_window[-100:]
+        self.window_start += round(end * SAMPLE_RATE)
+        self.decoded_to = max(self.decoded_to, self.window_start)
+        self._in_window -= count
+        self._previous = hypothesis.words[count:]
+        log.debug("window moved to %.2f s after %d words", self.window_start / SAMPLE_RATE, count)
+        return forced

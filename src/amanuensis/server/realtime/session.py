@@ -1,0 +1,391 @@
+"""One realtime transcription session on a WebSocket: events in, audio into turns, live decodes of
+the open turn (deltas of the words two decodes agree on), one final decode per turn (`.completed`).
+
+Three tasks share the session: the receiver (events, audio, VAD), the partial decoder (the open
+turn, again and again, as the step policy says) and the final decoder (closed turns, in order).
+One sender writes every server event, so events leave in the order they were made. When the
+receiver ends (the client left, or the idle timeout closed the session) the open turn is closed,
+its final decode runs, and the session waits for it before the socket is closed.
+
+The `.completed` transcript comes from one decode of the whole turn with the full context, so it may
+differ from the concatenated deltas: deltas are confirmed early from partial audio, and where the full
+decode reads a word differently the final text wins. The deltas are never retracted; a last delta
+after the final decode adds the words the deltas had not reached yet, so a client that only shows
+deltas ends each turn with the final words too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from ...asr.streaming import (
+    Hypothesis,
+    LiveTurns,
+    StreamingPolicy,
+    TurnBuffer,
+    TurnStream,
+    remaining_words,
+    split_words,
+)
+from ...constants import SAMPLE_RATE
+from ...errors import AmanuensisError, OptionsError
+from ...pipeline import Transcriber
+from ...transcript import Transcript
+from .codecs import AudioFormatError, InputDecoder
+from .config import SessionConfig, apply_update, transcribe_options
+from .protocol import (
+    Append,
+    BetaSessionUpdate,
+    BufferEvent,
+    ProtocolError,
+    SessionUpdate,
+    decode_base64,
+    error_event,
+    new_id,
+    parse_event,
+    server_event,
+)
+from .sessions import RealtimeSessions
+
+log = logging.getLogger(__name__)
+
+MAX_TURN_SECONDS = 900.0
+"""A turn longer than this is committed (server VAD) or refused further audio (manual commit)."""
+CLOSE_IDLE = 1008
+PREROLL_SECONDS = 5
+"""Audio kept between turns: the longest prefix_padding_ms a session may ask for."""
+
+
+@dataclass
+class ClosedTurn:
+    """A committed turn waiting for its final decode."""
+
+    item_id: str
+    start: int
+    audio: np.ndarray
+    confirmed: list[str]
+    config: SessionConfig
+    transcriber: Transcriber
+    closed_at: float
+
+
+def _ms(samples: int) -> int:
+    return int(samples * 1000 // SAMPLE_RATE)
+
+
+class RealtimeSession:
+    """The state and tasks of one session; `run()` drives it until the socket closes."""
+
+    def __init__(self, websocket: WebSocket, *, session_id: str, sessions: RealtimeSessions, pool: object,
+                 slot: int, config: SessionConfig, idle_timeout: float, policy: StreamingPolicy | None = None
+                 ) -> None:
+        self.ws = websocket
+        self.id = session_id
+        self.sessions = sessions
+        self.pool = pool
+        self.slot = slot
+        self.config = config
+        self.idle_timeout = idle_timeout
+        self.policy = policy or StreamingPolicy()
+        self.transcriber: Transcriber | None = None
+        self.model_name = ""
+        self.input = InputDecoder(config.format)
+        self.buffer = TurnBuffer(keep=PREROLL_SECONDS * SAMPLE_RATE)
+        self.turns = LiveTurns(config.turn_detection) if config.turn_detection else None
+        self.item_id: str | None = None
+        self.previous_item_id: str | None = None
+        self.stream: TurnStream | None = None
+        self.out: asyncio.Queue[dict | None] = asyncio.Queue()
+        self.finals: asyncio.Queue[ClosedTurn | None] = asyncio.Queue()
+        self.pending_finals: list[ClosedTurn] = []
+        self.wake = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the session; closes the socket (with a reason) when it ends."""
+        self.transcriber, self.model_name = await self._transcriber(self.config.model)
+        sender = asyncio.create_task(self._sender())
+        partials = asyncio.create_task(self._partials())
+        finals = asyncio.create_task(self._finals())
+        await self.send(server_event("session.created", session=self._session()))
+        close: tuple[int, str, str] | None = None
+        try:
+            close = await self._receive()
+        finally:
+            self._close_turn(self.buffer.received, flush=True)
+            await self.finals.put(None)
+            with contextlib.suppress(Exception):
+                await finals
+            for _ in self.pending_finals:  # turns whose final decode never ran (the task failed)
+                self.sessions.turn_dropped()
+            if close is not None:  # said after the open turn's `.completed`, just before the close
+                await self.send(error_event(ProtocolError(close[1], None, close[2])))
+            partials.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await partials
+            await self.out.put(None)
+            with contextlib.suppress(Exception):
+                await sender
+            if close is not None and self.ws.client_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(Exception):
+                    await self.ws.close(close[0], close[1])
+
+    async def send(self, event: dict) -> None:
+        """Queue a server event for the sender."""
+        await self.out.put(event)
+
+    async def _sender(self) -> None:
+        while (event := await self.out.get()) is not None:
+            if self.ws.client_state != WebSocketState.CONNECTED:
+                continue
+            try:
+                await self.ws.send_json(event)
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                log.debug("realtime session %s: client gone while sending", self.id)
+
+    async def _receive(self) -> tuple[int, str, str] | None:
+        """Handle client events until the client leaves (None) or goes idle ((close code, reason, error code))."""
+        while True:
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), self.idle_timeout)
+            except asyncio.TimeoutError:
+                return CLOSE_IDLE, f"idle timeout: no event for {self.idle_timeout:g} s", "idle_timeout"
+            except (WebSocketDisconnect, RuntimeError):
+                return None
+            if message["type"] == "websocket.disconnect":
+                return None
+            data = message.get("text")
+            if data is None:
+                data = message.get("bytes") or b""
+            try:
+                await self._handle(parse_event(data))
+            except ProtocolError as exc:
+                await self.send(error_event(exc))
+
+    async def _handle(self, event: object) -> None:
+        if isinstance(event, Append):
+            await self._append(event)
+        elif isinstance(event, (SessionUpdate, BetaSessionUpdate)):
+            await self._update(event)
+        elif isinstance(event, BufferEvent) and event.type == "input_audio_buffer.commit":
+            self._commit(event)
+        elif isinstance(event, BufferEvent):
+            self._clear()
+
+    # -- events ----------------------------------------------------------------------------------
+
+    async def _update(self, event: SessionUpdate | BetaSessionUpdate) -> None:
+        config, params = apply_update(self.config, event)
+        transcriber, name = self.transcriber, self.model_name
+        if config.model != self.config.model:
+            try:
+                transcriber, name = await self._transcriber(config.model)
+            except AmanuensisError as exc:
+                raise ProtocolError(str(exc), params["model"], "model_not_found", event.event_id) from exc
+        try:
+            transcribe_options(config, partial=False).validate(transcriber.info)
+        except OptionsError as exc:
+            raise ProtocolError(str(exc), params.get(exc.param or "", exc.param), "invalid_value",
+                                event.event_id) from exc
+        if config.format != self.config.format:
+            self._take_audio(self.input.flush(), [])
+            self.input = InputDecoder(config.format)
+        if config.turn_detection != self.config.turn_detection:
+            self.turns = LiveTurns(config.turn_detection) if config.turn_detection else None
+        self.config, self.transcriber, self.model_name = config, transcriber, name
+        if isinstance(event, BetaSessionUpdate):
+            await self.send(server_event("transcription_session.updated", session=self.config.describe_beta(name)))
+        else:
+            await self.send(server_event("session.updated", session=self._session()))
+
+    async def _append(self, event: Append) -> None:
+        data = decode_base64(event)
+        try:
+            samples, vad_events = await asyncio.to_thread(self._ingest, data)
+        except AudioFormatError as exc:
+            raise ProtocolError(str(exc), "audio", "invalid_audio", event.event_id) from exc
+        if self.turns is None and self.stream is not None:
+            held = len(self.buffer.turn_audio()) / SAMPLE_RATE
+            if held + len(samples) / SAMPLE_RATE > MAX_TURN_SECONDS:
+                raise ProtocolError(f"the input audio buffer holds {held:.0f} s; commit it before appending more "
+                                    f"(at most {MAX_TURN_SECONDS:g} s a turn)", "audio", "buffer_full", event.event_id)
+        self._take_audio(samples, vad_events)
+
+    def _ingest(self, data: bytes) -> tuple[np.ndarray, list]:
+        """In a worker thread: bytes → 16 kHz samples → VAD events."""
+        samples = self.input.decode(data)
+        return samples, (self.turns.feed(samples) if self.turns is not None else [])
+
+    def _take_audio(self, samples: np.ndarray, vad_events: list) -> None:
+        """Append samples to the buffer, opening and closing turns where the VAD said."""
+        base = self.buffer.received
+        done = 0
+        for vad in vad_events:
+            upto = max(done, min(len(samples), vad.sample - base))
+            self.buffer.append(samples[done:upto])
+            done = upto
+            if vad.kind == "speech_started" and self.stream is None:
+                start = self.buffer.start_turn(vad.sample)
+                self._open_turn()
+                self._emit(server_event("input_audio_buffer.speech_started", audio_start_ms=_ms(start),
+                                        item_id=self.item_id))
+            elif vad.kind == "speech_stopped" and self.stream is not None:
+                self._emit(server_event("input_audio_buffer.speech_stopped", audio_end_ms=_ms(vad.sample),
+                                        item_id=self.item_id))
+                self._close_turn(vad.sample)
+        rest = samples[done:]
+        if len(rest) and self.turns is None and self.stream is None:
+            self.buffer.start_turn(self.buffer.received)
+            self._open_turn()
+        self.buffer.append(rest)
+        if self.stream is not None and len(self.buffer.turn_audio()) > MAX_TURN_SECONDS * SAMPLE_RATE:
+            self._close_turn(self.buffer.received)
+        self._track_lag()
+        self.wake.set()
+
+    def _commit(self, event: BufferEvent) -> None:
+        self._take_audio(self.input.flush(), [])
+        if self.stream is None or not len(self.buffer.turn_audio()):
+            raise ProtocolError("the input audio buffer is empty: append audio before committing", None,
+                                "input_audio_buffer_commit_empty", event.event_id)
+        self._close_turn(self.buffer.received)
+        if self.turns is not None:
+            self.turns.in_speech = False
+
+    def _clear(self) -> None:
+        self.buffer.clear()
+        self.stream = None
+        self.item_id = None
+        if self.turns is not None:
+            self.turns.in_speech = False
+        self._emit(server_event("input_audio_buffer.cleared"))
+
+    # -- turns -----------------------------------------------------------------------------------
+
+    def _open_turn(self) -> None:
+        self.item_id = new_id("item")
+        self.stream = TurnStream(self.policy, self.config.prompt)
+
+    def _close_turn(self, end: int, flush: bool = False) -> None:
+        """Commit the open turn up to `end`: `committed` now, its final decode queued."""
+        if flush:
+            self._take_audio(self.input.flush(), [])
+            end = self.buffer.received
+        if self.stream is None or self.item_id is None:
+            return
+        start, audio = self.buffer.take_turn(end)
+        turn = ClosedTurn(self.item_id, start, audio, list(self.stream.confirmed), self.config, self.transcriber,
+                          time.monotonic())
+        self._emit(server_event("input_audio_buffer.committed", item_id=self.item_id,
+                                previous_item_id=self.previous_item_id))
+        self.previous_item_id, self.item_id, self.stream = self.item_id, None, None
+        self.pending_finals.append(turn)
+        self.sessions.turn_closed()
+        self.finals.put_nowait(turn)
+
+    def _emit(self, event: dict) -> None:
+        self.out.put_nowait(event)
+
+    def _track_lag(self) -> None:
+        lag = self.stream.lag_s(len(self.buffer.turn_audio())) if self.stream is not None else 0.0
+        if self.pending_finals:
+            lag = max(lag, time.monotonic() - self.pending_finals[0].closed_at)
+        self.sessions.set_lag(self.id, lag)
+
+    # -- decoding --------------------------------------------------------------------------------
+
+    async def _transcriber(self, name: str | None) -> tuple[Transcriber, str]:
+        info = await asyncio.to_thread(self.pool.resolve, name)
+        transcriber = await asyncio.to_thread(self.pool.get, info, self.slot)
+        return transcriber, info.name
+
+    async def _partials(self) -> None:
+        """Decode the open turn whenever the policy says it is due; send the newly confirmed words."""
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            stream, item_id = self.stream, self.item_id
+            if stream is None:
+                continue
+            if self.sessions.finals_pending:  # finals first: retried at the next append
+                continue
+            available = len(self.buffer.turn_audio())
+            if not stream.due(available):
+                continue
+            window = stream.window(available)
+            audio = self.buffer.turn_audio()[window[0] : window[1]].copy()
+            options = transcribe_options(self.config, partial=True, prompt=stream.prompt())
+            started = time.perf_counter()
+            try:
+                transcript = await self.loop.run_in_executor(
+                    self.sessions.executor, self.transcriber.transcribe, audio, options)
+            except Exception:  # noqa: BLE001 - a failed partial costs one step; the final decode reports
+                log.exception("realtime session %s: partial decode failed", self.id)
+                continue
+            if self.stream is not stream:
+                continue  # the turn closed (or was cleared) meanwhile
+            hypothesis = Hypothesis.from_segments([(s.text, s.end) for s in transcript.segments])
+            seconds = time.perf_counter() - started
+            words = stream.accept(hypothesis, window, seconds)
+            log.debug("realtime partial: session_id=%s window_s=%.2f decode_s=%.3f step_s=%.2f lag_s=%.2f new=%d",
+                      self.id, (window[1] - window[0]) / SAMPLE_RATE, seconds, stream.step_s,
+                      stream.lag_s(len(self.buffer.turn_audio())), len(words))
+            if words:
+                self._emit(self._delta(item_id, "".join(words)))
+            self._track_lag()
+            self.wake.set()  # audio that came during the decode may already make the next one due
+
+    async def _finals(self) -> None:
+        """Final decode of each closed turn, in order: the last delta, then `.completed` (or `.failed`)."""
+        while (turn := await self.finals.get()) is not None:
+            try:
+                transcript = await self.loop.run_in_executor(
+                    self.sessions.executor, turn.transcriber.transcribe, turn.audio,
+                    transcribe_options(turn.config, partial=False))
+            except Exception as exc:  # noqa: BLE001 - reported to the client as the turn's failure
+                log.exception("realtime session %s: final decode failed", self.id)
+                self._emit(server_event("conversation.item.input_audio_transcription.failed", item_id=turn.item_id,
+                                        content_index=0, error={"type": "server_error", "code": "transcription_failed",
+                                                                "message": str(exc), "param": None}))
+            else:
+                self._complete(turn, transcript)
+                log.debug("realtime final: session_id=%s turn_s=%.2f waited_s=%.3f", self.id,
+                          len(turn.audio) / SAMPLE_RATE, time.monotonic() - turn.closed_at)
+            self.pending_finals.remove(turn)
+            self.sessions.turn_done(self.id, len(turn.audio) / SAMPLE_RATE)
+            self._track_lag()
+
+    def _complete(self, turn: ClosedTurn, transcript: Transcript) -> None:
+        final = split_words(transcript.text)
+        rest = remaining_words(turn.confirmed, final)
+        if rest:
+            text = "".join(rest)
+            self._emit(self._delta(turn.item_id, text.lstrip() if not turn.confirmed else text))
+        offset = turn.start / SAMPLE_RATE
+        words = [{"word": w.word, "start": round(w.start + offset, 3), "end": round(w.end + offset, 3),
+                  "probability": w.probability}
+                 for segment in transcript.segments for w in (segment.words or [])]
+        seconds = len(turn.audio) / SAMPLE_RATE
+        self._emit(server_event(
+            "conversation.item.input_audio_transcription.completed", item_id=turn.item_id, content_index=0,
+            transcript=transcript.text, usage={"type": "duration", "seconds": round(seconds, 3)},
+            amanuensis={"words": words, "audio_start_ms": _ms(turn.start),
+                        "audio_end_ms": _ms(turn.start + len(turn.audio)), "language": transcript.language,
+                        "model": self.model_name}))
+
+    @staticmethod
+    def _delta(item_id: str | None, text: str) -> dict:
+        return server_event("conversation.item.input_audio_transcription.delta", item_id=item_id,
+                            content_index=0, delta=text)
+
+    def _session(self) -> dict:
+        return {"id": self.id, **self.config.describe(self.model_name)}

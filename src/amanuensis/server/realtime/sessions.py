@@ -1,0 +1,90 @@
+"""The realtime sessions open on a server: the limit, each session's lag, counters for /metrics and
+/status, and the threads their decodes run in."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+
+@dataclass
+class SessionStats:
+    """What /metrics shows of one open session."""
+
+    lag_s: float = 0.0
+    audio_s: float = 0.0
+    turns: int = 0
+
+
+class RealtimeSessions:
+    """Open sessions (at most `limit`), their stats, and the decode threads (two per session: one
+    decode of the open turn and one final decode may run at once; decodes are short, and a session
+    holds no thread while it waits for audio)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: dict[str, SessionStats] = {}
+        self.rejected = 0
+        self.finals_pending = 0
+        """Closed turns of all sessions waiting for their final decode: while there are any, no session
+        decodes its open turn again (a final is what a speaker waits for; deltas can wait a step)."""
+        self.turns = 0
+        self.audio_s = 0.0
+        self._serial = itertools.count()
+        self._lock = threading.Lock()
+        self.executor = ThreadPoolExecutor(max(2, 2 * limit), thread_name_prefix="amanuensis-realtime")
+
+    def try_open(self, session_id: str) -> int | None:
+        """Register a session; returns its serial number, or None when `limit` sessions are open."""
+        with self._lock:
+            if len(self.open) >= self.limit:
+                self.rejected += 1
+                return None
+            self.open[session_id] = SessionStats()
+            return next(self._serial)
+
+    def close(self, session_id: str) -> None:
+        """Forget a session."""
+        with self._lock:
+            self.open.pop(session_id, None)
+
+    def set_lag(self, session_id: str, lag_s: float) -> None:
+        """Record a session's current lag."""
+        stats = self.open.get(session_id)
+        if stats is not None:
+            stats.lag_s = round(lag_s, 3)
+
+    def turn_closed(self) -> None:
+        """A turn waits for its final decode."""
+        with self._lock:
+            self.finals_pending += 1
+
+    def turn_dropped(self) -> None:
+        """A closed turn that will get no final decode."""
+        with self._lock:
+            self.finals_pending -= 1
+
+    def turn_done(self, session_id: str, audio_s: float) -> None:
+        """Count a finished turn of `audio_s` seconds (its final decode is done)."""
+        with self._lock:
+            self.finals_pending -= 1
+            self.turns += 1
+            self.audio_s += audio_s
+            stats = self.open.get(session_id)
+            if stats is not None:
+                stats.turns += 1
+                stats.audio_s += audio_s
+
+    def snapshot(self) -> dict:
+        """Open sessions and their lag, limit, rejections, turns and audio (for /metrics and /status)."""
+        with self._lock:
+            lags = {sid: stats.lag_s for sid, stats in self.open.items()}
+            return {"open": len(lags), "limit": self.limit, "rejected": self.rejected, "turns": self.turns,
+                    "audio_seconds": round(self.audio_s, 3), "lag_s": lags,
+                    "max_lag_s": max(lags.values(), default=0.0)}
+
+    def shutdown(self) -> None:
+        """Stop the decode threads once their work is done."""
+        self.executor.shutdown(wait=True, cancel_futures=True)
