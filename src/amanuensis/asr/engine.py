@@ -120,8 +120,11 @@ class WhisperEngine:
 
     def features(self, audios: list[np.ndarray], frames: int = N_FRAMES) -> np.ndarray:
         """Log-mel features (B, n_mels, frames) of chunks zero-padded to `frames` (default 30 s), via the
-        installed front end. Columns equal the first `frames` of the 30 s window's (padding is silence)."""
+        installed front end: one batched call when it has one (our adapter's `windows`), else a call per
+        chunk. Columns equal the first `frames` of the 30 s window's (padding is silence)."""
         extractor = self.whisper.feature_extractor
+        if hasattr(extractor, "windows"):
+            return extractor.windows(audios, frames=frames)
         samples = frames * HOP_SAMPLES
         out = []
         for audio in audios:
