@@ -18,9 +18,10 @@ import numpy as np
 
 from ..constants import SAMPLE_RATE
 from ..transcript import Segment, Word
-from .chunking import CHUNK_SAMPLES, Chunk, ends_in_speech, next_chunk, plan_lanes, split_long_regions
+from .chunking import CHUNK_SAMPLES, Chunk, ends_in_speech, next_chunk, plan_lanes, split_lanes, split_long_regions
 from .decoding import Decoded, DecodeSettings, is_loop
 from .engine import ChunkJob, WhisperEngine
+from .speech_time import speech_seconds, trim_span, trim_word
 from .vad import FRAME_SAMPLES, SileroVad, VadOptions, default_vad, detect_speech
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ class Profile:
     seconds: dict[str, float] = field(default_factory=dict)
     chunks: int = 0
     speech_seconds: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+    """Items per engine stage (chunks; decoder token steps = tokens × hypotheses)."""
 
 
 @dataclass
@@ -85,6 +88,8 @@ class BatchedTranscriber:
         self.tail_seconds = tail_seconds
         self.min_advance_seconds = min_advance_seconds
         self.profile = Profile()
+        self.shared_window = False
+        self.balanced_lanes = False
 
     def settings(self, options: object) -> DecodeSettings:
         """DecodeSettings from a TranscribeOptions (its `extra` may set any DecodeSettings field)."""
@@ -117,6 +122,7 @@ class BatchedTranscriber:
         """Decode `samples` (16 kHz mono float32); returns (segments, language, language probability)."""
         started = time.perf_counter()
         before = dict(self.engine.stats.seconds)
+        counted = dict(self.engine.stats.counts)
         duration = len(samples) / SAMPLE_RATE
         regions, probs = self.plan(samples, options.vad_filter)
         vad_s = time.perf_counter() - started
@@ -152,8 +158,9 @@ class BatchedTranscriber:
         if progress:
             progress(duration, duration)
         stats = {k: v - before.get(k, 0.0) for k, v in self.engine.stats.seconds.items()}
+        counts = {k: v - counted.get(k, 0) for k, v in self.engine.stats.counts.items()}
         self.profile = Profile({"vad+chunking": vad_s, **stats, "total": time.perf_counter() - started},
-                               context.chunks, total / SAMPLE_RATE)
+                               context.chunks, total / SAMPLE_RATE, counts)
         return segments, language, probability
 
     def _language(self, samples: np.ndarray, regions: list[tuple[int, int]], options: object) -> tuple[str, float]:
@@ -169,7 +176,11 @@ class BatchedTranscriber:
     ) -> Iterator[tuple[list[Segment] | None, int]]:
         """Decode one window in lanes; yield (None, speech samples done) after each chunk and
         (segments now ready to publish in order, 0) after each batch step."""
-        lanes = plan_lanes(regions, self.batch_size)
+        if self.balanced_lanes:
+            needed = -(-sum(e - s for s, e in regions) // (27 * SAMPLE_RATE))
+            lanes = split_lanes(regions, max(1, min(self.batch_size, needed)))
+        else:
+            lanes = plan_lanes(regions, self.batch_size)
         positions: list[int | None] = [lane[0][0] for lane in lanes]
         history = [list(ctx.initial) for _ in lanes]
         pending: list[list[Segment]] = [[] for _ in lanes]
@@ -193,6 +204,10 @@ class BatchedTranscriber:
                                                 ctx.settings.without_timestamps),
                              ctx.settings, detect_language=ctx.per_language)
                     for i, chunk in zip(active, chunks, strict=True)]
+            if self.shared_window and jobs:
+                widest = max(job.frames for job in jobs)
+                for job in jobs:
+                    job.window = widest
             results = self.run_batch(jobs)
             ctx.chunks += len(jobs)
             for i, chunk, decoded in zip(active, chunks, results, strict=True):
@@ -251,7 +266,8 @@ class BatchedTranscriber:
             # decode again from where the loop began (with a fresh prompt), always moving forward
             covered = min(chunk.duration, max(pieces[loop][0], self.min_advance_seconds))
             pieces, kept = pieces[:loop], []
-        skip = next((k for k, piece in enumerate(pieces) if is_skip(*piece, ctx.tokenizer)), None)
+        skip = next((k for k, piece in enumerate(pieces)
+                     if is_skip(*piece, ctx.tokenizer, speech_seconds(ctx.probs, chunk, piece[0], piece[1]))), None)
         if skip is not None and retry_skips:
             start, end, _ = pieces[skip]
             if start < self.min_advance_seconds:
@@ -277,14 +293,13 @@ class BatchedTranscriber:
                 language=decoded.language[0] if decoded.language else ctx.language,
             )
             if ctx.settings.word_timestamps:
-                segment.words = [
-                    Word(word=w["word"], start=chunk.to_original(w["start"]),
-                         end=chunk.to_original(w["end"], is_end=True), probability=round(w["probability"], 4))
-                    for w in own
-                ]
-                if segment.words:
-                    segment.start = max(segment.start, min(segment.words[0].start, segment.end))
-                    segment.end = max(segment.start, segment.words[-1].end)
+                segment.words = [Word(w["word"], *trim_word(ctx.probs, *chunk.span_to_original(w["start"], w["end"])),
+                                      probability=round(w["probability"], 4)) for w in own]
+            if segment.words:
+                segment.start = max(segment.start, min(segment.words[0].start, segment.end))
+                segment.end = max(segment.start, segment.words[-1].end)
+            else:
+                segment.start, segment.end = trim_span(ctx.probs, segment.start, segment.end)
             out.append(segment)
         return out, covered, kept, None
 
@@ -375,11 +390,14 @@ def split_by_timestamps(tokens: list[int], tokenizer: object, duration: float) -
     return TimestampSplit(complete, trailing, covered, tokens[:last_closed], tokens)
 
 
-def is_skip(start: float, end: float, tokens: list[int], tokenizer: object) -> bool:
-    """A long segment with little text: Whisper jumped over speech it found hard (a whole stretch
-    of it), closing the segment far after its words."""
+def is_skip(start: float, end: float, tokens: list[int], tokenizer: object, speech_s: float | None = None) -> bool:
+    """A long segment with little text for the speech in it: Whisper jumped over speech it found hard
+    (a whole stretch of it), closing the segment far after its words. `speech_s` (the VAD's speech
+    seconds inside the segment) keeps slow, halting speech, whose segments are long for the pauses
+    in them, from counting as skipped."""
     duration = end - start
-    return duration >= SKIP_MIN_SECONDS and len(tokenizer.decode(tokens).strip()) < SKIP_MAX_CHARS_PER_SECOND * duration
+    speech = duration if speech_s is None else min(duration, speech_s)
+    return duration >= SKIP_MIN_SECONDS and len(tokenizer.decode(tokens).strip()) < SKIP_MAX_CHARS_PER_SECOND * speech
 
 
 def _is_loop(text: str, settings: DecodeSettings) -> bool:

@@ -85,10 +85,13 @@ class _Profiled:
         self.seconds: dict[str, float] = {}
         self.chunks = 0
         self.speech_seconds = 0.0
+        self.counts: dict[str, int] = {}
 
     def add(self, profile: object) -> None:
         for key, value in profile.seconds.items():
             self.seconds[key] = self.seconds.get(key, 0.0) + value
+        for key, value in profile.counts.items():
+            self.counts[key] = self.counts.get(key, 0) + value
         self.chunks += profile.chunks
         self.speech_seconds += profile.speech_seconds
 
@@ -181,7 +184,8 @@ def run(
     report = {"audio_seconds": round(audio_seconds, 2), "rows": rows, "sources": by_source}
     if "amanuensis" in modes:
         report["profile"] = {"seconds": {k: round(v, 3) for k, v in profiled.seconds.items()},
-                             "chunks": profiled.chunks, "speech_seconds": round(profiled.speech_seconds, 2)}
+                             "chunks": profiled.chunks, "speech_seconds": round(profiled.speech_seconds, 2),
+                             "counts": profiled.counts}
     return report
 
 
