@@ -77,7 +77,12 @@ class BatchedTranscriber:
         run_batch: RunBatch | None = None,
         tail_seconds: float = 1.5,
         min_advance_seconds: float = 5.0,
+        balanced_lanes: bool = False,
+        shared_window: bool = False,
     ) -> None:
+        """`balanced_lanes`: deal a window's speech into lanes of equal length (instead of whole chunks
+        of 27 s each); `shared_window`: encode every chunk of a batch step in the widest window among them
+        (one generate call per step instead of one per window size)."""
         self.transcriber = transcriber
         self.engine = WhisperEngine(transcriber.whisper)
         self.batch_size = batch_size
@@ -88,8 +93,8 @@ class BatchedTranscriber:
         self.tail_seconds = tail_seconds
         self.min_advance_seconds = min_advance_seconds
         self.profile = Profile()
-        self.shared_window = False
-        self.balanced_lanes = False
+        self.shared_window = shared_window
+        self.balanced_lanes = balanced_lanes
 
     def settings(self, options: object) -> DecodeSettings:
         """DecodeSettings from a TranscribeOptions (its `extra` may set any DecodeSettings field)."""
