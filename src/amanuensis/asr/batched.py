@@ -19,8 +19,9 @@ import numpy as np
 from ..constants import SAMPLE_RATE
 from ..transcript import Segment, Word
 from .chunking import CHUNK_SAMPLES, Chunk, ends_in_speech, next_chunk, plan_lanes, split_lanes, split_long_regions
-from .decoding import Decoded, DecodeSettings, is_loop
+from .decoding import Decoded, DecodeSettings
 from .engine import ChunkJob, WhisperEngine
+from .segments import _is_loop, is_skip, split_by_timestamps, take_words
 from .speech_time import speech_seconds, trim_span, trim_word
 from .vad import FRAME_SAMPLES, SileroVad, VadOptions, default_vad, detect_speech
 
@@ -30,10 +31,6 @@ ProgressCallback = Callable[[float, float], None]
 SegmentCallback = Callable[[Segment], None]
 RunBatch = Callable[[list[ChunkJob]], list[Decoded]]
 PROMPT_RESET_TEMPERATURE = 0.5
-SKIP_MIN_SECONDS = 10.0
-"""A segment at least this long…"""
-SKIP_MAX_CHARS_PER_SECOND = 4.5
-"""…with fewer characters per second than this is speech the model skipped, not slow speech."""
 TAIL_SPEECH_SECONDS = 0.32
 """Speech (by VAD) this long in an untranscribed chunk tail means the model left a word out."""
 
@@ -353,69 +350,3 @@ def _speech_between(regions: list[tuple[int, int]], start: int | None, end: int)
     if start is None:
         return 0
     return sum(max(0, min(e, end) - max(s, start)) for s, e in regions)
-
-
-@dataclass
-class TimestampSplit:
-    """A decoded chunk cut at its timestamps (times in chunk seconds)."""
-
-    complete: list[tuple[float, float, list[int]]]
-    trailing: tuple[float, float, list[int]] | None
-    covered: float
-    kept_tokens: list[int]
-    all_tokens: list[int]
-
-
-def split_by_timestamps(tokens: list[int], tokenizer: object, duration: float) -> TimestampSplit:
-    """Cut tokens at timestamp tokens: closed segments, an unclosed trailing one, and how far they reach."""
-    begin, eot = tokenizer.timestamp_begin, tokenizer.eot
-    tokens = [t for t in tokens if t != eot]
-    complete: list[tuple[float, float, list[int]]] = []
-    current: list[int] = []
-    opened = 0.0
-    last_closed = 0
-    seen_timestamp = False
-    for position, token in enumerate(tokens):
-        if token >= begin:
-            seen_timestamp = True
-            time_s = min((token - begin) * 0.02, duration)
-            if current:
-                complete.append((opened, max(time_s, opened), current))
-                current = []
-                last_closed = position + 1
-            opened = time_s
-        elif token < eot:
-            current.append(token)
-    if not seen_timestamp:
-        return TimestampSplit([(0.0, duration, current)] if current else [], None, duration, tokens, tokens)
-    trailing = (opened, max(duration, opened), current) if current else None
-    covered = complete[-1][1] if complete else 0.0
-    if trailing is None and not complete:
-        covered = duration
-    return TimestampSplit(complete, trailing, covered, tokens[:last_closed], tokens)
-
-
-def is_skip(start: float, end: float, tokens: list[int], tokenizer: object, speech_s: float | None = None) -> bool:
-    """A long segment with little text for the speech in it: Whisper jumped over speech it found hard
-    (a whole stretch of it), closing the segment far after its words. `speech_s` (the VAD's speech
-    seconds inside the segment) keeps slow, halting speech, whose segments are long for the pauses
-    in them, from counting as skipped."""
-    duration = end - start
-    speech = duration if speech_s is None else min(duration, speech_s)
-    return duration >= SKIP_MIN_SECONDS and len(tokenizer.decode(tokens).strip()) < SKIP_MAX_CHARS_PER_SECOND * speech
-
-
-def _is_loop(text: str, settings: DecodeSettings) -> bool:
-    """A segment that is one phrase repeated (a decoding loop)."""
-    return is_loop(text, settings.compression_ratio_threshold)
-
-
-def take_words(words: list[dict], num_tokens: int) -> tuple[list[dict], list[dict]]:
-    """Split off the words whose tokens make up the next `num_tokens` text tokens."""
-    taken, used = [], 0
-    while words and used + len(words[0]["tokens"]) <= num_tokens:
-        used += len(words[0]["tokens"])
-        taken.append(words.pop(0))
-    if not taken and words and num_tokens:
-        taken.append(words.pop(0))
-    return taken, words
