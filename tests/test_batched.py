@@ -374,3 +374,28 @@ def test_engine_encodes_each_window_size_apart_and_features_are_the_30_s_ones_cu
     assert "fellow americans" in results[1].text.lower()
     whole = engine.run([ChunkJob(clip, engine.prompt(tokenizer, []), DecodeSettings(window_margin_s=None))])
     assert groups[-1] == (1, 3000) and "ask not what your country" in whole[0].text.lower()
+
+
+@pytest.mark.parametrize("frames", [1000, 2000, 3000])
+def test_a_batch_of_chunks_gets_its_features_in_one_front_end_call_equal_to_one_call_each(transcriber, frames):
+    engine = BatchedTranscriber(transcriber).engine
+    adapter = transcriber.whisper.feature_extractor
+    clip = decode_audio(DATA / "whisper" / "jfk.flac")
+    chunks = [clip[: 4 * SAMPLE_RATE], clip, clip[3 * SAMPLE_RATE :], np.zeros(0, dtype=np.float32)]
+    calls = []
+    original = adapter.frontend.compute_batch
+
+    def counted(rows, n_mels=80):
+        calls.append(len(rows))
+        return original(rows, n_mels)
+
+    adapter.frontend.compute_batch = counted
+    try:
+        batched = engine.features(chunks, frames)
+    finally:
+        del adapter.frontend.compute_batch
+    assert calls == [len(chunks)] and batched.shape == (len(chunks), 80, frames)
+    for chunk, features in zip(chunks, batched, strict=True):  # the per-chunk path it replaces
+        padded = np.zeros(frames * 160, dtype=np.float32)
+        padded[: min(len(chunk), len(padded))] = chunk[: len(padded)]
+        np.testing.assert_array_equal(features, adapter(padded)[:, :frames])

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from amanuensis.asr.batched import split_by_timestamps, split_windows, take_words
+from amanuensis.asr.batched import is_skip, split_by_timestamps, split_windows, take_words
 from amanuensis.asr.chunking import (
     CHUNK_SAMPLES,
     Chunk,
@@ -157,3 +157,33 @@ def test_words_are_taken_by_token_count(count, expected):
     taken, rest = take_words(words, count)
     assert [w["word"] for w in taken] == expected
     assert len(taken) + len(rest) == 3
+
+
+def test_a_word_across_a_seam_goes_to_the_piece_holding_most_of_it():
+    chunk = Chunk(0, [(10 * S, 14 * S), (20 * S, 25 * S)])  # seam at chunk time 4.0
+    assert chunk.span_to_original(3.9, 4.6) == (20.0, 20.6)  # mostly after the seam: starts where speech resumes
+    assert chunk.span_to_original(3.2, 4.1) == (13.2, 14.0)  # mostly before it: ends where the piece ends
+    assert chunk.span_to_original(1.0, 2.0) == (11.0, 12.0)
+
+
+def test_word_and_segment_spans_are_cut_back_to_the_speech_the_vad_measured():
+    from amanuensis.asr.speech_time import FRAME_S, trim_span, trim_word
+
+    probs = np.zeros(400, dtype=np.float32)
+    probs[round(1.0 / FRAME_S) : round(2.0 / FRAME_S)] = 0.9  # speech 1–2 s
+    probs[round(4.0 / FRAME_S) : round(5.0 / FRAME_S)] = 0.9  # speech 4–5 s, a pause between
+    start, end = trim_word(probs, 1.5, 3.9)  # a word stretched over the pause after it
+    assert start == 1.5 and end == pytest.approx(2.1, abs=0.04)
+    start, end = trim_word(probs, 2.2, 4.3)  # a word said after the pause, started in it
+    assert start == pytest.approx(3.9, abs=0.04) and end == 4.3
+    start, end = trim_word(probs, 2.4, 3.0)  # placed wholly in the pause: the nearer edge of speech
+    assert (start, end) == pytest.approx((1.9, 2.1), abs=0.04)
+    assert trim_word(probs, 8.0, 9.0) == (8.0, 9.0)  # no speech near: left as it is
+    start, end = trim_span(probs, 0.0, 6.0)  # a segment keeps its inner pause, not the silence around
+    assert (start, end) == pytest.approx((0.9, 5.1), abs=0.04)
+
+
+def test_a_long_segment_of_slow_speech_is_not_a_skip():
+    tokenizer = SimpleNamespace(decode=lambda tokens: "x" * len(tokens))
+    assert is_skip(0.0, 12.0, [1] * 30, tokenizer)  # 30 characters in 12 s of speech: speech was jumped over
+    assert not is_skip(0.0, 12.0, [1] * 30, tokenizer, speech_s=5.0)  # only 5 s of it is speech: slow speech

@@ -68,3 +68,53 @@ def test_orders_need_concat(capsys):
     with pytest.raises(SystemExit):
         e2e.main(["--orders", "2", str(DATA / "whisper" / "jfk.flac")])
     assert "--orders needs --concat" in capsys.readouterr().err
+
+
+def test_several_refs_files_give_sources_by_first_path_component(tmp_path):
+    for name in ("setA", "setB"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "transcripts.tsv").write_text(
+            "corpus1/x.wav\tone\ncorpus1/deep/y.wav\ttwo\ncorpus2/z.wav\tthree\n", encoding="utf-8")
+    parser_args = e2e.argparse.Namespace(
+        files=[], refs=[str(tmp_path / "setA" / "transcripts.tsv"), str(tmp_path / "setB" / "transcripts.tsv")],
+        limit=0)
+    clips = e2e._clips(parser_args)
+    assert [(s, r) for s, _, r in clips] == [
+        ("setA/corpus1", "one"), ("setA/corpus1", "two"), ("setA/corpus2", "three"),
+        ("setB/corpus1", "one"), ("setB/corpus1", "two"), ("setB/corpus2", "three")]
+    assert clips[1][1] == tmp_path / "setA" / "corpus1" / "deep" / "y.wav"
+    # files named on the command line take their source and reference from the TSV that lists them
+    one = e2e.argparse.Namespace(files=[str(tmp_path / "setB" / "corpus2" / "z.wav")],
+                                 refs=[str(tmp_path / "setB" / "transcripts.tsv")], limit=0)
+    assert [(s, r) for s, _, r in e2e._clips(one)] == [("corpus2", "three")]
+
+
+def test_peer_rows_use_a_fresh_unmodified_faster_whisper_model(transcriber):
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    peer = e2e.peer_model(transcriber, threads=1)
+    assert peer is not transcriber.whisper
+    assert type(peer.feature_extractor) is FeatureExtractor
+    assert type(transcriber.whisper.feature_extractor) is not FeatureExtractor
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("concat", [True, False])
+def test_the_report_has_a_table_per_source(capsys, concat):
+    files = [str(DATA / "whisper" / "jfk.flac"), str(DATA / "TTS" / "LJ001-0001.wav"),
+             str(DATA / "TTS" / "LJ001-0002.wav")]
+    code = e2e.main([*files, "--refs", str(DATA / "transcripts.tsv"), "--json",
+                     "--modes", "fw-batched-beam1,amanuensis-beam1", *(["--concat"] if concat else [])])
+    assert code == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    report = json.loads(out[-1])
+    assert list(report["sources"]) == ["whisper", "TTS"]
+    seconds = sum(p["audio_seconds"] for p in report["sources"].values())
+    assert seconds == pytest.approx(report["audio_seconds"], abs=0.02)
+    for part in report["sources"].values():
+        assert [r["name"] for r in part["rows"]] == ["fw-batched-beam1", "amanuensis-beam1"]
+        assert all(0.0 <= r["wer"] < 0.3 and r["seconds"] > 0 for r in part["rows"])
+    for overall in report["rows"]:
+        per_source = [r for p in report["sources"].values() for r in p["rows"] if r["name"] == overall["name"]]
+        assert overall["seconds"] == pytest.approx(sum(r["seconds"] for r in per_source), abs=0.01)
+    assert "-- whisper" in "\n".join(out) and "-- TTS" in "\n".join(out)

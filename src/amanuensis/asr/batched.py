@@ -18,9 +18,11 @@ import numpy as np
 
 from ..constants import SAMPLE_RATE
 from ..transcript import Segment, Word
-from .chunking import CHUNK_SAMPLES, Chunk, ends_in_speech, next_chunk, plan_lanes, split_long_regions
-from .decoding import Decoded, DecodeSettings, is_loop
+from .chunking import CHUNK_SAMPLES, Chunk, ends_in_speech, next_chunk, plan_lanes, split_lanes, split_long_regions
+from .decoding import Decoded, DecodeSettings
 from .engine import ChunkJob, WhisperEngine
+from .segments import _is_loop, is_skip, split_by_timestamps, take_words
+from .speech_time import speech_seconds, trim_span, trim_word
 from .vad import FRAME_SAMPLES, SileroVad, VadOptions, default_vad, detect_speech
 
 log = logging.getLogger(__name__)
@@ -29,10 +31,6 @@ ProgressCallback = Callable[[float, float], None]
 SegmentCallback = Callable[[Segment], None]
 RunBatch = Callable[[list[ChunkJob]], list[Decoded]]
 PROMPT_RESET_TEMPERATURE = 0.5
-SKIP_MIN_SECONDS = 10.0
-"""A segment at least this long…"""
-SKIP_MAX_CHARS_PER_SECOND = 4.5
-"""…with fewer characters per second than this is speech the model skipped, not slow speech."""
 TAIL_SPEECH_SECONDS = 0.32
 """Speech (by VAD) this long in an untranscribed chunk tail means the model left a word out."""
 
@@ -44,6 +42,8 @@ class Profile:
     seconds: dict[str, float] = field(default_factory=dict)
     chunks: int = 0
     speech_seconds: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+    """Items per engine stage (chunks; decoder token steps = tokens × hypotheses)."""
 
 
 @dataclass
@@ -74,7 +74,12 @@ class BatchedTranscriber:
         run_batch: RunBatch | None = None,
         tail_seconds: float = 1.5,
         min_advance_seconds: float = 5.0,
+        balanced_lanes: bool = False,
+        shared_window: bool = False,
     ) -> None:
+        """`balanced_lanes`: deal a window's speech into lanes of equal length (instead of whole chunks
+        of 27 s each); `shared_window`: encode every chunk of a batch step in the widest window among them
+        (one generate call per step instead of one per window size)."""
         self.transcriber = transcriber
         self.engine = WhisperEngine(transcriber.whisper)
         self.batch_size = batch_size
@@ -85,6 +90,8 @@ class BatchedTranscriber:
         self.tail_seconds = tail_seconds
         self.min_advance_seconds = min_advance_seconds
         self.profile = Profile()
+        self.shared_window = shared_window
+        self.balanced_lanes = balanced_lanes
 
     def settings(self, options: object) -> DecodeSettings:
         """The typed DecodeSettings of a TranscribeOptions, seeking past loops as this transcriber does."""
@@ -106,6 +113,7 @@ class BatchedTranscriber:
         """Decode `samples` (16 kHz mono float32); returns (segments, language, language probability)."""
         started = time.perf_counter()
         before = dict(self.engine.stats.seconds)
+        counted = dict(self.engine.stats.counts)
         duration = len(samples) / SAMPLE_RATE
         regions, probs = self.plan(samples, options.vad_filter)
         vad_s = time.perf_counter() - started
@@ -141,8 +149,9 @@ class BatchedTranscriber:
         if progress:
             progress(duration, duration)
         stats = {k: v - before.get(k, 0.0) for k, v in self.engine.stats.seconds.items()}
+        counts = {k: v - counted.get(k, 0) for k, v in self.engine.stats.counts.items()}
         self.profile = Profile({"vad+chunking": vad_s, **stats, "total": time.perf_counter() - started},
-                               context.chunks, total / SAMPLE_RATE)
+                               context.chunks, total / SAMPLE_RATE, counts)
         return segments, language, probability
 
     def _language(self, samples: np.ndarray, regions: list[tuple[int, int]], options: object) -> tuple[str, float]:
@@ -158,7 +167,11 @@ class BatchedTranscriber:
     ) -> Iterator[tuple[list[Segment] | None, int]]:
         """Decode one window in lanes; yield (None, speech samples done) after each chunk and
         (segments now ready to publish in order, 0) after each batch step."""
-        lanes = plan_lanes(regions, self.batch_size)
+        if self.balanced_lanes:
+            needed = -(-sum(e - s for s, e in regions) // (27 * SAMPLE_RATE))
+            lanes = split_lanes(regions, max(1, min(self.batch_size, needed)))
+        else:
+            lanes = plan_lanes(regions, self.batch_size)
         positions: list[int | None] = [lane[0][0] for lane in lanes]
         history = [list(ctx.initial) for _ in lanes]
         pending: list[list[Segment]] = [[] for _ in lanes]
@@ -182,6 +195,10 @@ class BatchedTranscriber:
                                                 ctx.settings.without_timestamps),
                              ctx.settings, detect_language=ctx.per_language)
                     for i, chunk in zip(active, chunks, strict=True)]
+            if self.shared_window and jobs:
+                widest = max(job.frames for job in jobs)
+                for job in jobs:
+                    job.window = widest
             results = self.run_batch(jobs)
             ctx.chunks += len(jobs)
             for i, chunk, decoded in zip(active, chunks, results, strict=True):
@@ -240,7 +257,8 @@ class BatchedTranscriber:
             # decode again from where the loop began (with a fresh prompt), always moving forward
             covered = min(chunk.duration, max(pieces[loop][0], self.min_advance_seconds))
             pieces, kept = pieces[:loop], []
-        skip = next((k for k, piece in enumerate(pieces) if is_skip(*piece, ctx.tokenizer)), None)
+        skip = next((k for k, piece in enumerate(pieces)
+                     if is_skip(*piece, ctx.tokenizer, speech_seconds(ctx.probs, chunk, piece[0], piece[1]))), None)
         if skip is not None and retry_skips:
             start, end, _ = pieces[skip]
             if start < self.min_advance_seconds:
@@ -266,14 +284,13 @@ class BatchedTranscriber:
                 language=decoded.language[0] if decoded.language else ctx.language,
             )
             if ctx.settings.word_timestamps:
-                segment.words = [
-                    Word(word=w["word"], start=chunk.to_original(w["start"]),
-                         end=chunk.to_original(w["end"], is_end=True), probability=round(w["probability"], 4))
-                    for w in own
-                ]
-                if segment.words:
-                    segment.start = max(segment.start, min(segment.words[0].start, segment.end))
-                    segment.end = max(segment.start, segment.words[-1].end)
+                segment.words = [Word(w["word"], *trim_word(ctx.probs, *chunk.span_to_original(w["start"], w["end"])),
+                                      probability=round(w["probability"], 4)) for w in own]
+            if segment.words:
+                segment.start = max(segment.start, min(segment.words[0].start, segment.end))
+                segment.end = max(segment.start, segment.words[-1].end)
+            else:
+                segment.start, segment.end = trim_span(ctx.probs, segment.start, segment.end)
             out.append(segment)
         return out, covered, kept, None
 
@@ -322,66 +339,3 @@ def _speech_between(regions: list[tuple[int, int]], start: int | None, end: int)
     if start is None:
         return 0
     return sum(max(0, min(e, end) - max(s, start)) for s, e in regions)
-
-
-@dataclass
-class TimestampSplit:
-    """A decoded chunk cut at its timestamps (times in chunk seconds)."""
-
-    complete: list[tuple[float, float, list[int]]]
-    trailing: tuple[float, float, list[int]] | None
-    covered: float
-    kept_tokens: list[int]
-    all_tokens: list[int]
-
-
-def split_by_timestamps(tokens: list[int], tokenizer: object, duration: float) -> TimestampSplit:
-    """Cut tokens at timestamp tokens: closed segments, an unclosed trailing one, and how far they reach."""
-    begin, eot = tokenizer.timestamp_begin, tokenizer.eot
-    tokens = [t for t in tokens if t != eot]
-    complete: list[tuple[float, float, list[int]]] = []
-    current: list[int] = []
-    opened = 0.0
-    last_closed = 0
-    seen_timestamp = False
-    for position, token in enumerate(tokens):
-        if token >= begin:
-            seen_timestamp = True
-            time_s = min((token - begin) * 0.02, duration)
-            if current:
-                complete.append((opened, max(time_s, opened), current))
-                current = []
-                last_closed = position + 1
-            opened = time_s
-        elif token < eot:
-            current.append(token)
-    if not seen_timestamp:
-        return TimestampSplit([(0.0, duration, current)] if current else [], None, duration, tokens, tokens)
-    trailing = (opened, max(duration, opened), current) if current else None
-    covered = complete[-1][1] if complete else 0.0
-    if trailing is None and not complete:
-        covered = duration
-    return TimestampSplit(complete, trailing, covered, tokens[:last_closed], tokens)
-
-
-def is_skip(start: float, end: float, tokens: list[int], tokenizer: object) -> bool:
-    """A long segment with little text: Whisper jumped over speech it found hard (a whole stretch
-    of it), closing the segment far after its words."""
-    duration = end - start
-    return duration >= SKIP_MIN_SECONDS and len(tokenizer.decode(tokens).strip()) < SKIP_MAX_CHARS_PER_SECOND * duration
-
-
-def _is_loop(text: str, settings: DecodeSettings) -> bool:
-    """A segment that is one phrase repeated (a decoding loop)."""
-    return is_loop(text, settings.compression_ratio_threshold)
-
-
-def take_words(words: list[dict], num_tokens: int) -> tuple[list[dict], list[dict]]:
-    """Split off the words whose tokens make up the next `num_tokens` text tokens."""
-    taken, used = [], 0
-    while words and used + len(words[0]["tokens"]) <= num_tokens:
-        used += len(words[0]["tokens"])
-        taken.append(words.pop(0))
-    if not taken and words and num_tokens:
-        taken.append(words.pop(0))
-    return taken, words

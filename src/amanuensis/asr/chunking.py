@@ -67,6 +67,19 @@ class Chunk:
         start, end = self.pieces[index]
         return min(start + sample - self._starts[index], end) / SAMPLE_RATE
 
+    def span_to_original(self, start: float, end: float) -> tuple[float, float]:
+        """Map a word's chunk-time span to the original audio, inside ONE piece: a span across a seam
+        (where silence was cut out) goes to the piece holding most of it, never over the cut silence."""
+        first = bisect.bisect_right(self._starts, max(start, 0.0) * SAMPLE_RATE) - 1
+        last = bisect.bisect_right(self._starts, max(end, 0.0) * SAMPLE_RATE) - 1
+        if first == last or end <= start:
+            return self.to_original(start), self.to_original(end, is_end=True)
+        spans = [(min(end * SAMPLE_RATE, self._starts[k] + self.pieces[k][1] - self.pieces[k][0])
+                  - max(start * SAMPLE_RATE, self._starts[k]), k) for k in range(max(first, 0), last + 1)]
+        k = max(spans)[1]
+        lo, hi = self._starts[k] / SAMPLE_RATE, (self._starts[k] + self.pieces[k][1] - self.pieces[k][0]) / SAMPLE_RATE
+        return self.to_original(min(max(start, lo), hi)), self.to_original(min(max(end, lo), hi), is_end=True)
+
     def contiguous_with(self, other: Chunk) -> bool:
         """True when `other` starts right where this chunk ends (no audio left out between them)."""
         return other.pieces[0][0] == self.pieces[-1][1]

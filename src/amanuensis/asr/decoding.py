@@ -41,6 +41,10 @@ class DecodeSettings:
     None: always Whisper's 30 s window."""
     without_timestamps: bool = False
     word_timestamps: bool = False
+    greedy_first_logprob: float | None = None
+    """With beam search: decode every chunk greedily first and keep the greedy result where the model
+    is sure of it (average log-probability at least this, and no fallback needed); only the other
+    chunks are decoded with the beam. None: the beam for every chunk."""
 
 
 @dataclass

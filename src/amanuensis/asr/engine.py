@@ -60,11 +60,13 @@ class ChunkJob:
     prompt: list[int]
     settings: DecodeSettings
     detect_language: bool = False
+    window: int | None = None
+    """Encoder window (frames) chosen by the caller; None: the shortest that fits (`window_frames`)."""
 
     @property
     def frames(self) -> int:
         """Encoder window (frames) for this job."""
-        return window_frames(len(self.audio), self.settings.window_margin_s)
+        return self.window or window_frames(len(self.audio), self.settings.window_margin_s)
 
 
 @dataclass
@@ -78,6 +80,10 @@ class EngineStats:
         """Account `seconds` and `count` items to `stage`."""
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
         self.counts[stage] = self.counts.get(stage, 0) + count
+
+    def count(self, what: str, count: int) -> None:
+        """Account `count` items (no time) to `what`."""
+        self.counts[what] = self.counts.get(what, 0) + count
 
 
 class WhisperEngine:
@@ -120,8 +126,11 @@ class WhisperEngine:
 
     def features(self, audios: list[np.ndarray], frames: int = N_FRAMES) -> np.ndarray:
         """Log-mel features (B, n_mels, frames) of chunks zero-padded to `frames` (default 30 s), via the
-        installed front end. Columns equal the first `frames` of the 30 s window's (padding is silence)."""
+        installed front end: one batched call when it has one (our adapter's `windows`), else a call per
+        chunk. Columns equal the first `frames` of the 30 s window's (padding is silence)."""
         extractor = self.whisper.feature_extractor
+        if hasattr(extractor, "windows"):
+            return extractor.windows(audios, frames=frames)
         samples = frames * HOP_SAMPLES
         out = []
         for audio in audios:
@@ -232,15 +241,18 @@ class WhisperEngine:
         return prompt
 
     def _generate(
-        self, encoded: ctranslate2.StorageView, prompts: list[list[int]], settings: DecodeSettings, temperature: float
+        self, encoded: ctranslate2.StorageView, prompts: list[list[int]], settings: DecodeSettings, temperature: float,
+        beam_size: int | None = None,
     ) -> list[Decoded]:
         if temperature > 0 and settings.seed is not None:
             ctranslate2.set_random_seed(settings.seed)
+        beam = settings.beam_size if beam_size is None else beam_size
         if temperature > 0:
             kwargs = {"beam_size": 1, "num_hypotheses": settings.best_of, "sampling_topk": 0,
                       "sampling_temperature": temperature}
+            beam = settings.best_of
         else:
-            kwargs = {"beam_size": settings.beam_size, "patience": settings.patience}
+            kwargs = {"beam_size": beam, "patience": settings.patience}
         t0 = time.perf_counter()
         raw = self.model.generate(
             encoded,
@@ -254,7 +266,9 @@ class WhisperEngine:
             max_initial_timestamp_index=int(round(settings.max_initial_timestamp / TIME_PRECISION)),
             **kwargs,
         )
-        self.stats.add("generate" if temperature == 0 else "fallback", time.perf_counter() - t0, len(prompts))
+        stage = "fallback" if temperature > 0 else "greedy" if beam == 1 < settings.beam_size else "generate"
+        self.stats.add(stage, time.perf_counter() - t0, len(prompts))
+        self.stats.count("decoder_token_steps", beam * sum(len(r.sequences_ids[0]) for r in raw))
         tokenizer = self.tokenizer()
         out = []
         for result in raw:
@@ -279,7 +293,7 @@ class WhisperEngine:
         settings: DecodeSettings,
     ) -> list[Decoded]:
         temperatures = settings.temperatures or (0.0,)
-        results = self._generate(encoded, prompts, settings, temperatures[0])
+        results = self._first_pass(encoded, features, prompts, settings, temperatures[0])
         tried: list[list[Decoded]] = [[r] for r in results]
         pending = [i for i, r in enumerate(results) if needs_fallback(r, settings)]
         pending = self._retry_without_previous_text(encoded, features, prompts, settings, results, tried, pending)
@@ -301,6 +315,29 @@ class WhisperEngine:
             pending = still
         for i in pending:
             results[i] = pick_best(tried[i], settings)
+        return results
+
+    def _first_pass(
+        self,
+        encoded: ctranslate2.StorageView,
+        features: np.ndarray,
+        prompts: list[list[int]],
+        settings: DecodeSettings,
+        temperature: float,
+    ) -> list[Decoded]:
+        """Decode at the first temperature; with `greedy_first_logprob`, greedily first and with the beam
+        only the chunks whose greedy result is unsure."""
+        threshold = settings.greedy_first_logprob
+        if threshold is None or settings.beam_size <= 1 or temperature > 0:
+            return self._generate(encoded, prompts, settings, temperature)
+        results = self._generate(encoded, prompts, settings, temperature, beam_size=1)
+        unsure = [i for i, r in enumerate(results) if r.avg_logprob < threshold or needs_fallback(r, settings)]
+        if unsure:
+            beam = self._generate(self._subset(encoded, features, unsure) if len(unsure) < len(prompts) else encoded,
+                                  [prompts[i] for i in unsure], settings, temperature)
+            for i, result in zip(unsure, beam, strict=True):
+                results[i] = result
+        self.stats.count("beam_after_greedy", len(unsure))
         return results
 
     def _retry_without_previous_text(

@@ -53,14 +53,17 @@ class FeatureExtractorAdapter:
         batch = self.frontend.compute_batch(rows, self.n_mels)
         return np.stack(batch).reshape(*waveform.shape[:-1], self.n_mels, -1)
 
-    def windows(self, audios: list[np.ndarray], padding: int = 160) -> np.ndarray:
-        """Features (B, n_mels, nb_max_frames) of chunks zero-padded to chunk_length, in one batched call.
+    def windows(self, audios: list[np.ndarray], padding: int = 160, frames: int | None = None) -> np.ndarray:
+        """Features (B, n_mels, frames) of chunks zero-padded to `frames` (default nb_max_frames, the
+        whole chunk_length window), in one batched front-end call.
 
-        Equal to stacking `self(zero_padded_chunk, padding)[:, :nb_max_frames]` for each chunk.
+        Equal to stacking `self(zero_padded_chunk, padding)[:, :frames]` for each chunk.
         """
-        batch = np.zeros((len(audios), self.n_samples + padding), dtype=np.float32)
+        frames = self.nb_max_frames if frames is None else frames
+        samples = frames * self.hop_length
+        batch = np.zeros((len(audios), samples + padding), dtype=np.float32)
         for row, audio in zip(batch, audios, strict=True):
-            piece = np.asarray(audio, dtype=np.float32)[: self.n_samples]
+            piece = np.asarray(audio, dtype=np.float32)[:samples]
             row[: len(piece)] = piece
         features = self.frontend.compute_batch(list(batch), self.n_mels)
-        return np.ascontiguousarray(np.stack([f[:, : self.nb_max_frames] for f in features]))
+        return np.ascontiguousarray(np.stack([f[:, :frames] for f in features]))
