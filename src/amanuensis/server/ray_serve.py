@@ -34,6 +34,7 @@ NAMESPACE = "amanuensis"
 REGISTRY_NAME = "amanuensis-model-replicas"
 LOCAL_OBJECT_STORE_BYTES = 200 * 1024 * 1024
 REPLY_TIMEOUT_MARGIN_S = 5.0
+REPLICAS_READY_TIMEOUT_S = 120.0
 
 
 class RayUnavailableError(AmanuensisError):
@@ -81,7 +82,8 @@ class ModelReplica:
             "actor": context.get_actor_name() or "",
         }
         self.served = 0
-        ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE).register.remote(self.identity)
+        # Registered before the replica counts as started, so /status lists it as soon as Serve routes to it.
+        ray.get(ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE).register.remote(self.identity))
 
     def describe(self) -> dict:
         """What the ingress needs to know about this replica's model."""
@@ -157,8 +159,15 @@ class RayModelPool(ModelPool):
         return RemoteTranscriber(self, described["info"], described["compute_type"], described["device"])
 
     def load_default(self) -> None:
-        """One stand-in (the replicas load the model themselves)."""
+        """One stand-in (the replicas load the model themselves); ready once the initial replicas are up."""
         self.replicas = [self._load(self.settings.model)]
+        scaling = autoscaling_config(self.settings)
+        wanted = scaling["initial_replicas"] if scaling else self.settings.workers
+        deadline = time.monotonic() + REPLICAS_READY_TIMEOUT_S
+        while len(self.replicas_status()) < wanted and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if len(self.replicas_status()) < wanted:
+            log.warning("serving before every model replica is up", extra={"wanted": wanted})
 
     def resolve(self, name: str | None) -> ModelInfo:
         info = super().resolve(name)
