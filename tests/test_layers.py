@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "amanuensis"
 DOORS = ("server", "cli", "jobs")
 LOWER = ("asr", "features", "diarize", "audio", "models", "formats", "transcript", "errors", "constants",
-         "options", "pipeline", "evaluation")
+         "options", "pipeline", "evaluation", "ray_support")
 
 
 def imported(path: Path) -> set[str]:

@@ -85,7 +85,8 @@ def _backend(args: argparse.Namespace, spec_model: str | None):
     from ..corpus.work import WorkerSpec
 
     if args.ray is not None:
-        from ..corpus.ray_backend import RayBackend, RayUnavailableError
+        from ..corpus.ray_backend import RayBackend
+        from ..ray_support import RayUnavailableError
 
         try:
             spec = WorkerSpec(spec_model, args.device, args.compute_type, args.threads or 1)

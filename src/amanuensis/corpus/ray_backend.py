@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import AmanuensisError
 from ..pipeline import TranscribeOptions
+from ..ray_support import RayUnavailableError, connect, import_ray
 from .work import CorpusWorker, FileResult, WorkerSpec, decode, describe_error
 
 log = logging.getLogger(__name__)
 
-LOCAL_OBJECT_STORE_BYTES = 200 * 1024 * 1024
 IN_FLIGHT_PER_REPLICA = 2
 """Files handed to one actor at once: one transcribing while the next one's samples are decoded."""
 MAX_SYSTEM_RETRIES = 3
@@ -27,21 +26,6 @@ MAX_SYSTEM_RETRIES = 3
 MAX_FAILED_STARTS_PER_REPLICA = 2
 ACTOR_WAIT_S = float(os.environ.get("AMANUENSIS_RAY_ACTOR_WAIT_S", "600"))
 """How long the run waits with no live model actor (e.g. for a replacement to find room) before failing."""
-
-
-class RayUnavailableError(AmanuensisError):
-    """--ray was asked for but Ray is not installed, or the cluster cannot be reached or used."""
-
-    code = "ray_unavailable"
-
-
-def import_ray():
-    """The ray module, or RayUnavailableError with the install line."""
-    try:
-        import ray
-    except ImportError as exc:
-        raise RayUnavailableError("--ray needs Ray, which is not installed: pip install 'amanuensis[ray]'") from exc
-    return ray
 
 
 @dataclass
@@ -101,16 +85,7 @@ class RayBackend:
         self._owns_connection = False
         started = time.perf_counter()
         if not ray.is_initialized():
-            try:
-                if address is None:
-                    ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
-                             object_store_memory=LOCAL_OBJECT_STORE_BYTES, configure_logging=False)
-                else:
-                    ray.init(address=address, configure_logging=False)
-            except Exception as exc:  # noqa: BLE001 - Ray raises plain Exception when a node cannot start
-                where = f"reach the Ray cluster at {address}" if address else "start a local Ray"
-                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise RayUnavailableError(f"cannot {where}: {first_line}") from exc
+            connect(ray, address, num_cpus=os.cpu_count() or 1)
             self._owns_connection = True
         self.connect_seconds = time.perf_counter() - started
         log.info("ray: %s in %.1f s", "connected to " + address if address else "started a local Ray",

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import AmanuensisError, ModelError
+from ..errors import ModelError
 from ..models import ModelInfo
 from ..pipeline import TranscribeOptions
+from ..ray_support import RayUnavailableError, connect, import_ray
 from ..transcript import Transcript
 from .metrics import Metrics
 from .pool import ModelPool
@@ -32,21 +33,14 @@ log = logging.getLogger(__name__)
 APP_NAME = "amanuensis"
 NAMESPACE = "amanuensis"
 REGISTRY_NAME = "amanuensis-model-replicas"
-LOCAL_OBJECT_STORE_BYTES = 200 * 1024 * 1024
 REPLY_TIMEOUT_MARGIN_S = 5.0
 REPLICAS_READY_TIMEOUT_S = 120.0
 
 
-class RayUnavailableError(AmanuensisError):
-    """--ray was asked for but Ray (with Serve) is not installed or the cluster cannot be used."""
-
-    code = "ray_unavailable"
-
-
 def import_ray_serve():
     """(ray, ray.serve), or RayUnavailableError with the install line."""
+    ray = import_ray("Ray Serve")
     try:
-        import ray
         from ray import serve
     except ImportError as exc:
         raise RayUnavailableError("--ray needs Ray Serve, which is not installed: "
@@ -279,14 +273,9 @@ def serve_on_ray(settings: ServerSettings) -> int:
     address = settings.ray_address or None
     needed = settings.threads_per_worker() * (settings.ray_max_replicas or settings.workers)
     try:
-        if address is None:
-            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False,
-                     object_store_memory=LOCAL_OBJECT_STORE_BYTES, namespace=NAMESPACE, configure_logging=False)
-        else:
-            ray.init(address=address, namespace=NAMESPACE, configure_logging=False)
-    except Exception as exc:  # noqa: BLE001 - Ray raises plain Exception when a node cannot start
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        log.error("cannot start: %s: %s", f"the Ray cluster at {address}" if address else "a local Ray", first_line)
+        connect(ray, address, num_cpus=max(os.cpu_count() or 1, needed), namespace=NAMESPACE)
+    except RayUnavailableError as exc:
+        log.error("cannot start: %s", exc)
         return 2
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
