@@ -56,6 +56,8 @@ class Option:
     """The command-line flag (default: --name-with-dashes)."""
     door_defaults: tuple[tuple[str, Any], ...] = ()
     """Doors whose own protocol fixes another default (only OpenAI's timestamp_granularities)."""
+    lowercase: bool = False
+    """Text values are case-insensitive codes (language): taken in lower case."""
 
     @property
     def field(self) -> str:
@@ -86,7 +88,7 @@ class Option:
         elif self.kind == "choice":
             value = text.lower()
         else:
-            value = text.lower() if self.name == "language" else text
+            value = text.lower() if self.lowercase else text
         return self.check(value)
 
     def check(self, value: Any) -> Any:
@@ -139,7 +141,7 @@ def temperature_schedule(value: float | Sequence[float]) -> tuple[float, ...]:
 _SPEAKER_DOORS = (CLI, NATIVE, JOBS)
 
 OPTIONS: tuple[Option, ...] = (
-    Option("language", "str", None, "language code (en, de, …); detected when omitted"),
+    Option("language", "str", None, "language code (en, de, …); detected when omitted", lowercase=True),
     Option("task", "choice", "transcribe", "transcribe, or translate into English (multilingual models); "
            "the OpenAI routes take it from the path", choices=TASKS, doors=(CLI, NATIVE, JOBS)),
     Option("prompt", "str", None, "initial prompt: vocabulary, names, spelling, style", attribute="initial_prompt"),
@@ -258,15 +260,19 @@ class TranscribeOptions:
 _DOOR_TITLES = {CLI: "`transcribe`", NATIVE: "`/transcribe`", OPENAI: "OpenAI", JOBS: "`/v1/jobs`, `jobs submit`"}
 
 
-def _default_cell(option: Option) -> str:
-    default = option.default
-    if default == DEFAULT_TEMPERATURES:
+def describe_default(value: Any) -> str:
+    """A default as the README table and the command-line help show it."""
+    if value == DEFAULT_TEMPERATURES:
         return "0 (falls back to 0.2 … 1.0)"
-    if default is None:
+    if value is None:
         return "—"
-    text = str(default).lower() if isinstance(default, bool) else str(default)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _default_cell(option: Option) -> str:
+    text = describe_default(option.default)
     for door, value in option.door_defaults:
-        text += f" ({_DOOR_TITLES[door]}: {str(value).lower()})"
+        text += f" ({_DOOR_TITLES[door]}: {describe_default(value)})"
     return text
 
 

@@ -35,8 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command tree."""
     from ..formats import FORMATS
     from ..options import CLI
-    from ..pipeline import COMPUTE_TYPES, DEVICES
-    from .flags import add_option_flags
+    from .flags import add_model_flags, add_option_flags
 
     parser = OneLineParser(prog="amanuensis", description="Self-hosted speech-to-text on Whisper.")
     parser.add_argument("--version", action="version", version=f"amanuensis {__version__}")
@@ -45,12 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = commands.add_parser("transcribe", help="transcribe audio or video files")
     tr.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    tr.add_argument("--model", default=None, help="model name or directory (default: embedded tiny.en)")
     tr.add_argument("--format", default="text", choices=FORMATS, help="output format (default: text)")
     tr.add_argument("--output-dir", type=Path, default=None, help="write FILE-stem.EXT here")
-    tr.add_argument("--device", default="auto", choices=DEVICES, help="where the model runs (default: auto)")
-    tr.add_argument("--compute-type", default="auto", choices=COMPUTE_TYPES, metavar="TYPE",
-                    help=f"CTranslate2 compute type: {', '.join(COMPUTE_TYPES)} (default: auto)")
+    add_model_flags(tr)
     add_option_flags(tr, CLI)
     tr.set_defaults(handler=cmd_transcribe)
 
@@ -68,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         reason = str(exc)
         serve.set_defaults(handler=lambda args: _unavailable("serve", reason))
 
-    bench = commands.add_parser("bench", help="benchmarks against peers (frontend, e2e)")
+    bench = commands.add_parser("bench", help="benchmarks against peers (frontend, e2e, realtime)")
     bench.add_argument("which", choices=("frontend", "e2e", "realtime"))
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(handler=cmd_bench)

@@ -9,8 +9,7 @@ from pathlib import Path
 
 from ..formats import EXTENSIONS, FORMATS
 from ..options import CLI
-from ..pipeline import COMPUTE_TYPES, DEVICES
-from .flags import add_option_flags, options_from_args
+from .flags import add_model_flags, add_option_flags, options_from_args
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +44,7 @@ def add_batch_arguments(commands: argparse._SubParsersAction) -> None:
     batch.add_argument("-o", "--output-dir", type=Path, required=True, metavar="OUTDIR")
     batch.add_argument("--format", dest="formats", type=_formats, action="append", metavar="FORMAT",
                        help=f"output format(s), repeatable or comma-separated: {', '.join(FORMATS)} (default text)")
-    batch.add_argument("--model", default=None, help="model name or directory (default: embedded tiny.en)")
-    batch.add_argument("--device", default="auto", choices=DEVICES, help="where the model runs (default: auto)")
-    batch.add_argument("--compute-type", default="auto", choices=COMPUTE_TYPES, metavar="TYPE",
-                       help=f"CTranslate2 compute type: {', '.join(COMPUTE_TYPES)} (default: auto)")
+    add_model_flags(batch)
     batch.add_argument("--workers", type=_positive_int, default=None,
                        help="local models transcribing files side by side (default: from the cores)")
     batch.add_argument("--threads", type=_positive_int, default=None,

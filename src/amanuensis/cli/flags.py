@@ -7,7 +7,8 @@ import argparse
 from typing import Any
 
 from ..errors import OptionsError
-from ..options import DEFAULT_TEMPERATURES, Option, TranscribeOptions, exposed
+from ..options import Option, TranscribeOptions, describe_default, exposed
+from ..pipeline import COMPUTE_TYPES, DEVICES
 
 _DEST = "option_"
 
@@ -23,22 +24,19 @@ def _checked(option: Option):
     return parse
 
 
-def _default_text(option: Option, door: str) -> str:
-    default = option.default_on(door)
-    if default is None:
-        return "none"
-    if option.kind == "bool":
-        return "on" if default else "off"
-    if default == DEFAULT_TEMPERATURES:
-        return "0 with fallback"
-    return str(default)
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """--model, --device and --compute-type: which model the command loads, and where."""
+    parser.add_argument("--model", default=None, help="model name or directory (default: embedded tiny.en)")
+    parser.add_argument("--device", default="auto", choices=DEVICES, help="where the model runs (default: auto)")
+    parser.add_argument("--compute-type", default="auto", choices=COMPUTE_TYPES, metavar="TYPE",
+                        help=f"CTranslate2 compute type: {', '.join(COMPUTE_TYPES)} (default: auto)")
 
 
 def add_option_flags(parser: argparse.ArgumentParser, door: str) -> None:
     """Add a flag for every option `door` exposes (unset flags keep the declared default)."""
     group = parser.add_argument_group("transcription options")
     for option in exposed(door):
-        help_text = f"{option.help} (default: {_default_text(option, door)})"
+        help_text = f"{option.help} (default: {describe_default(option.default_on(door))})"
         dest = _DEST + option.name
         if option.kind == "bool":
             group.add_argument(option.cli_flag, dest=dest, default=None, action=argparse.BooleanOptionalAction,
