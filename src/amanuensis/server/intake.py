@@ -32,15 +32,13 @@ class Accepted:
     upload: Upload
     params: Params
     model: ModelInfo
-    door: str
     arrived: float
 
-    def job(self, request: Request, *, keep_audio: bool = False, timeout: float | None = None) -> Job:
-        """The service job that transcribes this upload."""
+    def job(self, request: Request, timeout: float) -> Job:
+        """The service job that transcribes this upload as a request answered within `timeout` seconds."""
         assert self.upload.path is not None
         return Job(id=request.state.request_id, client=client_key(request), path=self.upload.path,
-                   options=self.params.options, model=self.model, arrived=self.arrived, timeout=timeout,
-                   keep_audio=keep_audio)
+                   options=self.params.options, model=self.model, arrived=self.arrived, timeout=timeout)
 
 
 def service_of(request: Request) -> TranscriptionService:
@@ -84,4 +82,4 @@ async def accept_upload(request: Request, door: str, *, task: str | None = None,
     except BaseException:
         upload.cleanup()
         raise
-    return Accepted(upload, params, info, door, arrived)
+    return Accepted(upload, params, info, arrived)

@@ -54,7 +54,7 @@ async def _run(request: Request, accepted: Accepted, **sinks) -> JobResult:
     """Run the upload as a request with the server's time limit; its file is removed however it ends."""
     service: TranscriptionService = request.app.state.service
     try:
-        return await service.run(accepted.job(request, timeout=service.settings.request_timeout), **sinks)
+        return await service.run(accepted.job(request, service.settings.request_timeout), **sinks)
     finally:
         accepted.upload.cleanup()
 
