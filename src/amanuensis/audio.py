@@ -62,6 +62,14 @@ class NonFiniteAudioError(AudioError):
                          "the file is corrupt: repair or re-export it")
 
 
+def non_finite(block: np.ndarray) -> tuple[int, int] | None:
+    """(how many samples are NaN or ±Inf, the first such sample's index) in a (channels, n) block, or None."""
+    bad = ~np.isfinite(block)
+    if not bad.any():
+        return None
+    return int(bad.sum()), int(np.nonzero(bad.any(axis=0))[0][0])
+
+
 def probe_seconds(path: str | os.PathLike) -> float:
     """Open a file as audio and return the duration it declares (0.0 when it declares none); raises
     AudioError when it is no readable container or holds no audio stream. Nothing is decoded."""
@@ -148,11 +156,11 @@ class _SampleBuffer:
     def append(self, piece: np.ndarray) -> None:
         """Add a (channels, n) block of samples, counting NaN and ±Inf ones."""
         n = piece.shape[1]
-        bad = ~np.isfinite(piece)
-        if bad.any():
+        found = non_finite(piece)
+        if found:
             if not self.non_finite:
-                self.first_non_finite = self.size + int(np.nonzero(bad.any(axis=0))[0][0])
-            self.non_finite += int(bad.sum())
+                self.first_non_finite = self.size + found[1]
+            self.non_finite += found[0]
         if self._data.shape[1] == 0:
             self._data = np.empty((piece.shape[0], max(self._expected, n)), dtype=np.float32)
         if self.size + n > self._data.shape[1]:
@@ -173,10 +181,9 @@ def _from_array(array: np.ndarray, split_channels: bool) -> np.ndarray:
     if array.size == 0:
         raise AudioError("the audio is empty (0 samples)")
     array = np.asarray(array, dtype=np.float32)
-    bad = ~np.isfinite(array)
-    if bad.any():
-        first = int(np.nonzero(bad.reshape(-1, bad.shape[-1]).any(axis=0))[0][0])
-        raise NonFiniteAudioError(int(bad.sum()), first / SAMPLE_RATE)
+    found = non_finite(array.reshape(-1, array.shape[-1]))
+    if found:
+        raise NonFiniteAudioError(found[0], found[1] / SAMPLE_RATE)
     if array.ndim == 1:
         return array[None, :] if split_channels else array
     if array.ndim == 2:
