@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -154,9 +155,9 @@ def test_fallback_redecodes_only_the_failing_chunks(transcriber, monkeypatch):
     batch_sizes = []
     original = engine._generate
 
-    def spy(encoded, prompts, settings_, temperature):
+    def spy(encoded, prompts, settings_, temperature, **kw):
         batch_sizes.append((temperature, len(prompts)))
-        return original(encoded, prompts, settings_, temperature)
+        return original(encoded, prompts, settings_, temperature, **kw)
 
     monkeypatch.setattr(engine, "_generate", spy)
     results = engine.run(jobs)
@@ -399,3 +400,27 @@ def test_a_batch_of_chunks_gets_its_features_in_one_front_end_call_equal_to_one_
         padded = np.zeros(frames * 160, dtype=np.float32)
         padded[: min(len(chunk), len(padded))] = chunk[: len(padded)]
         np.testing.assert_array_equal(features, adapter(padded)[:, :frames])
+
+
+@pytest.mark.parametrize("rate", [0.5, 1.0])
+def test_a_decode_stops_at_the_token_cap_for_its_audio_length(transcriber, rate):
+    """The cap on new tokens (a loop's guard) is what CTranslate2 applies: a decode of real speech
+    stops at 32 + rate × seconds tokens, with and without previous text in the prompt; a greedy
+    decode is the uncapped one cut short, and the default cap leaves ordinary speech untouched."""
+    engine = BatchedTranscriber(transcriber).engine
+    clip = np.concatenate([decode_audio(DATA / "TTS" / f"LJ001-000{k}.wav") for k in (1, 2, 3)])[: 25 * SAMPLE_RATE]
+    tokenizer = engine.tokenizer()
+    previous = tokenizer.encode(" It was the best of times, it was the worst of times, it was the age of wisdom.")
+    cap = DecodeSettings(max_tokens_per_second=rate).token_cap(len(clip) / SAMPLE_RATE)
+    for history in ([], previous):
+        prompt = engine.prompt(tokenizer, history)
+        for beam in (1, 5):
+            free = DecodeSettings(max_tokens_per_second=None, temperatures=(0.0,), beam_size=beam)
+            full = engine.run([ChunkJob(clip, prompt, free)])[0]
+            assert len(full.tokens) > cap, "the clip must hold more tokens than the cap for the test to mean anything"
+            short = engine.run([ChunkJob(clip, prompt, replace(free, max_tokens_per_second=rate))])[0]
+            assert cap - 2 <= len(short.tokens) <= cap
+            if beam == 1:
+                assert short.tokens == full.tokens[: len(short.tokens)]
+            default = engine.run([ChunkJob(clip, prompt, replace(free, max_tokens_per_second=6.0))])[0]
+            assert default.tokens == full.tokens

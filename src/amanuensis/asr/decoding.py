@@ -7,6 +7,7 @@ the model also says there is likely no speech.
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
 
@@ -32,7 +33,10 @@ class DecodeSettings:
     """A packed chunk holds more speech than one of Whisper's windows, so legitimately repetitive
     speech compresses better: the whole chunk fails at threshold × slack, each segment at threshold."""
     seed: int | None = 0
-    """Seed of the sampler for temperature fallback (None: not reseeded), for repeatable results."""
+    """Seed handed to CTranslate2 before each sampled fallback (None: not reseeded). CTranslate2 seeds
+    a worker thread's sampler only at that thread's first draw (OpenNMT/CTranslate2#1757): the same
+    requests in the same order in a fresh process give the same text, but the fallback draws of one
+    request depend on the fallbacks decoded before it in the process."""
     seek_past_loops_after: float | None = 5.0
     """A loop (a repetitive segment) that starts this many seconds or more into a chunk is no reason
     to fall back: the caller drops it and decodes again from its start. None: always fall back."""
@@ -41,10 +45,21 @@ class DecodeSettings:
     None: always Whisper's 30 s window."""
     without_timestamps: bool = False
     word_timestamps: bool = False
+    max_tokens_per_second: float | None = 6.0
+    """A chunk's decode stops after 32 + this many tokens per second of its audio (None: the model's
+    limit). Speech runs at 2-4 tokens a second with timestamps; a decode that reaches the cap is a
+    loop, which the repetition checks then catch, so a loop no longer runs on to 224 tokens."""
     greedy_first_logprob: float | None = None
     """With beam search: decode every chunk greedily first and keep the greedy result where the model
     is sure of it (average log-probability at least this, and no fallback needed); only the other
     chunks are decoded with the beam. None: the beam for every chunk."""
+
+
+    def token_cap(self, seconds: float) -> int | None:
+        """The most new tokens a decode of `seconds` of audio may produce (None: no cap)."""
+        if self.max_tokens_per_second is None:
+            return None
+        return 32 + math.ceil(self.max_tokens_per_second * seconds)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import ctranslate2
 import numpy as np
 
-from ..constants import FRAMES_PER_SECOND, N_FRAMES
+from ..constants import FRAMES_PER_SECOND, N_FRAMES, SAMPLE_RATE
 from ..constants import HOP_LENGTH as HOP_SAMPLES
 from .decoding import (
     TIME_PRECISION,
@@ -213,7 +213,8 @@ class WhisperEngine:
         for i, language in enumerate(languages):
             if language is not None:
                 prompts[i] = self._with_language(prompts[i], language[0])
-        results = self._generate_with_fallback(encoded, features, prompts, settings)
+        seconds = [len(job.audio) / SAMPLE_RATE for job in jobs]
+        results = self._generate_with_fallback(encoded, features, prompts, settings, seconds)
         for result, language in zip(results, languages, strict=True):
             result.language = language
         if settings.word_timestamps:
@@ -242,7 +243,7 @@ class WhisperEngine:
 
     def _generate(
         self, encoded: ctranslate2.StorageView, prompts: list[list[int]], settings: DecodeSettings, temperature: float,
-        beam_size: int | None = None,
+        beam_size: int | None = None, seconds: list[float] | None = None,
     ) -> list[Decoded]:
         if temperature > 0 and settings.seed is not None:
             ctranslate2.set_random_seed(settings.seed)
@@ -258,7 +259,7 @@ class WhisperEngine:
             encoded,
             prompts,
             length_penalty=settings.length_penalty,
-            max_length=self.whisper.max_length,
+            max_length=self._max_length(prompts, settings, seconds),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=settings.suppress_blank,
@@ -285,24 +286,40 @@ class WhisperEngine:
                                loop_start=loop_start(tokenizer, tokens, settings.compression_ratio_threshold)))
         return out
 
+    def _max_length(self, prompts: list[list[int]], settings: DecodeSettings, seconds: list[float] | None) -> int:
+        """CTranslate2's max_length for these rows: the model's, or less where `settings.token_cap`
+        bounds the new tokens of the longest chunk. (CTranslate2 stops a Whisper decode after
+        min(max_length / 2, max_length - prompt + 1) new tokens, so the cap is mapped onto that rule.)"""
+        limit = self.whisper.max_length
+        if not seconds:
+            return limit
+        cap = settings.token_cap(max(seconds))
+        if cap is None:
+            return limit
+        return min(limit, max(2 * cap, cap + max(len(p) for p in prompts) - 1))
+
     def _generate_with_fallback(
         self,
         encoded: ctranslate2.StorageView,
         features: np.ndarray,
         prompts: list[list[int]],
         settings: DecodeSettings,
+        seconds: list[float] | None = None,
     ) -> list[Decoded]:
         temperatures = settings.temperatures or (0.0,)
-        results = self._first_pass(encoded, features, prompts, settings, temperatures[0])
+        seconds = seconds or [0.0] * len(prompts)
+        results = self._first_pass(encoded, features, prompts, settings, temperatures[0], seconds)
         tried: list[list[Decoded]] = [[r] for r in results]
         pending = [i for i, r in enumerate(results) if needs_fallback(r, settings)]
-        pending = self._retry_without_previous_text(encoded, features, prompts, settings, results, tried, pending)
+        pending = self._retry_without_previous_text(encoded, features, prompts, settings, results, tried, pending,
+                                                    seconds)
         for temperature in temperatures[1:]:
             if not pending:
                 break
             log.debug("fallback to t=%.1f for %d of %d chunks", temperature, len(pending), len(prompts))
             sub = self._subset(encoded, features, pending)
-            retry = self._generate(sub, [prompts[i] for i in pending], settings, temperature)
+            retry = self._generate(sub, [prompts[i] for i in pending], settings, temperature,
+                                   seconds=[seconds[i] for i in pending])
             still = []
             for i, result in zip(pending, retry, strict=True):
                 tried[i].append(result)
@@ -324,17 +341,19 @@ class WhisperEngine:
         prompts: list[list[int]],
         settings: DecodeSettings,
         temperature: float,
+        seconds: list[float],
     ) -> list[Decoded]:
         """Decode at the first temperature; with `greedy_first_logprob`, greedily first and with the beam
         only the chunks whose greedy result is unsure."""
         threshold = settings.greedy_first_logprob
         if threshold is None or settings.beam_size <= 1 or temperature > 0:
-            return self._generate(encoded, prompts, settings, temperature)
-        results = self._generate(encoded, prompts, settings, temperature, beam_size=1)
+            return self._generate(encoded, prompts, settings, temperature, seconds=seconds)
+        results = self._generate(encoded, prompts, settings, temperature, beam_size=1, seconds=seconds)
         unsure = [i for i, r in enumerate(results) if r.avg_logprob < threshold or needs_fallback(r, settings)]
         if unsure:
             beam = self._generate(self._subset(encoded, features, unsure) if len(unsure) < len(prompts) else encoded,
-                                  [prompts[i] for i in unsure], settings, temperature)
+                                  [prompts[i] for i in unsure], settings, temperature,
+                                  seconds=[seconds[i] for i in unsure])
             for i, result in zip(unsure, beam, strict=True):
                 results[i] = result
         self.stats.count("beam_after_greedy", len(unsure))
@@ -349,6 +368,7 @@ class WhisperEngine:
         results: list[Decoded],
         tried: list[list[Decoded]],
         pending: list[int],
+        seconds: list[float],
     ) -> list[int]:
         """Failed chunks that were prompted with previous text are decoded once more without it (a
         loop is often the previous text's doing); returns the chunks that still fail."""
@@ -359,7 +379,7 @@ class WhisperEngine:
         for i in prompted:
             prompts[i] = prompts[i][prompts[i].index(sot) :]
         retry = self._generate(self._subset(encoded, features, prompted), [prompts[i] for i in prompted],
-                               settings, settings.temperatures[0])
+                               settings, settings.temperatures[0], seconds=[seconds[i] for i in prompted])
         for i, result in zip(prompted, retry, strict=True):
             tried[i].append(result)
             results[i] = result

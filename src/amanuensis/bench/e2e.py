@@ -11,6 +11,9 @@ joined into one long recording (the long-form case); otherwise each file is tran
 feature extractor) and `BatchedInferencePipeline`; the `amanuensis*` rows on our Transcriber. Modes
 run source by source, one after another on the same audio, so that a change in the machine's load
 hits every mode alike. WER is corpus-level over Whisper's English normalizer, overall and per source.
+Temperature fallback samples, and CTranslate2 cannot reseed its sampler between calls: the same command
+repeats its figures, but a source whose chunks fall back (halting or non-native speech) can score
+points apart when run after different audio.
 With --json the last line printed is {"audio_seconds", "rows": [{"name", "seconds", "realtime",
 "wer"}], "sources": {source: {"audio_seconds", "rows"}}, "profile"}.
 """
@@ -160,7 +163,10 @@ def run(
     for source in sources:
         members = [k for k, item in enumerate(items) if item.source == source]
         for mode in modes:
-            ctranslate2.set_random_seed(seed)  # temperature fallback samples: same draws on every run
+            # CTranslate2 seeds its sampler only at a thread's first draw (OpenNMT/CTranslate2#1757), so
+            # temperature-fallback draws depend on what ran before: a rerun in a fresh process repeats
+            # every figure, but a different mode or source order can move a fallback-heavy source's WER
+            ctranslate2.set_random_seed(seed)
             started = time.perf_counter()
             for k in members:
                 texts[mode][k] = runners[mode](items[k].audio)
