@@ -422,5 +422,6 @@ def test_a_decode_stops_at_the_token_cap_for_its_audio_length(transcriber, rate)
             assert cap - 2 <= len(short.tokens) <= cap
             if beam == 1:
                 assert short.tokens == full.tokens[: len(short.tokens)]
-            default = engine.run([ChunkJob(clip, prompt, replace(free, max_tokens_per_second=6.0))])[0]
+            default_cap = replace(free, max_tokens_per_second=DecodeSettings().max_tokens_per_second)
+            default = engine.run([ChunkJob(clip, prompt, default_cap)])[0]
             assert default.tokens == full.tokens
