@@ -118,3 +118,28 @@ def test_the_report_has_a_table_per_source(capsys, concat):
         per_source = [r for p in report["sources"].values() for r in p["rows"] if r["name"] == overall["name"]]
         assert overall["seconds"] == pytest.approx(sum(r["seconds"] for r in per_source), abs=0.01)
     assert "-- whisper" in "\n".join(out) and "-- TTS" in "\n".join(out)
+
+
+def test_a_fresh_sampler_repeats_the_fallback_draws_whatever_was_sampled_before(transcriber):
+    """CTranslate2 ignores a new seed once a worker has drawn: the bench swaps in a new model before
+    each source, so temperature-fallback draws repeat (and without the swap they do not)."""
+    import ctranslate2
+    from faster_whisper import WhisperModel
+
+    whisper = WhisperModel(transcriber.info.path, device="cpu", compute_type=transcriber.compute_type,
+                           cpu_threads=2, local_files_only=True)
+    audio = decode_audio(DATA / "whisper" / "jfk.flac")
+    features = ctranslate2.StorageView.from_array(whisper.feature_extractor(audio)[None, :, :3000].copy())
+    start = whisper.hf_tokenizer.token_to_id("<|startoftranscript|>")
+
+    def draw() -> list[list[int]]:
+        ctranslate2.set_random_seed(0)
+        result = whisper.model.generate(features, [[start]], beam_size=1, num_hypotheses=4, sampling_topk=0,
+                                        sampling_temperature=1.0, max_length=40)
+        return result[0].sequences_ids
+
+    e2e.fresh_sampler(whisper, transcriber.info.path, transcriber.compute_type, 2)
+    first = draw()
+    assert draw() != first  # the seed alone does not restart the draws
+    e2e.fresh_sampler(whisper, transcriber.info.path, transcriber.compute_type, 2)
+    assert draw() == first

@@ -11,9 +11,9 @@ joined into one long recording (the long-form case); otherwise each file is tran
 feature extractor) and `BatchedInferencePipeline`; the `amanuensis*` rows on our Transcriber. Modes
 run source by source, one after another on the same audio, so that a change in the machine's load
 hits every mode alike. WER is corpus-level over Whisper's English normalizer, overall and per source.
-Temperature fallback samples, and CTranslate2 cannot reseed its sampler between calls: the same command
-repeats its figures, but a source whose chunks fall back (halting or non-native speech) can score
-points apart when run after different audio.
+Temperature fallback samples, and CTranslate2 cannot reseed a running sampler, so every mode gets new
+(warmed-up, untimed) CTranslate2 models before each source: a source's figures do not depend on which
+sources or modes ran before it.
 With --json the last line printed is {"audio_seconds", "rows": [{"name", "seconds", "realtime",
 "wer"}], "sources": {source: {"audio_seconds", "rows"}}, "profile"}.
 """
@@ -99,12 +99,27 @@ class _Profiled:
         self.speech_seconds += profile.speech_seconds
 
 
-def _runners(transcriber: object, batch_size: int, peer: object, profiled: _Profiled
-             ) -> dict[str, Callable[[np.ndarray], str]]:
+def fresh_sampler(whisper: object, path: str, compute_type: str, threads: int) -> None:
+    """Give a faster-whisper WhisperModel a new, warmed-up CTranslate2 model on the same files.
+    CTranslate2 seeds a worker thread's sampler only at its first draw (OpenNMT/CTranslate2#1757), so
+    with a new model per source and mode the temperature-fallback draws no longer depend on what was
+    decoded before. The warm-up (an encode and a greedy decode of silence) draws nothing."""
+    old = whisper.model
+    model = ctranslate2.models.Whisper(path, device=old.device, device_index=old.device_index,
+                                       compute_type=compute_type, intra_threads=threads,
+                                       inter_threads=old.num_workers)
+    silence = np.zeros((1, model.n_mels, 3000), dtype=np.float32)
+    start = whisper.hf_tokenizer.token_to_id("<|startoftranscript|>")
+    model.generate(ctranslate2.StorageView.from_array(silence), [[start]], beam_size=1, max_length=8)
+    whisper.model = model
+
+
+def _runners(transcriber: object, batch_size: int, peer: object, profiled: _Profiled, threads: int | None
+             ) -> tuple[dict[str, Callable[[np.ndarray], str]], Callable[[], None]]:
     from faster_whisper import BatchedInferencePipeline
 
     from ..asr.batched import BatchedTranscriber
-    from ..pipeline import TranscribeOptions
+    from ..pipeline import TranscribeOptions, default_cpu_threads
 
     fw_batched = BatchedInferencePipeline(model=peer)
     ours = BatchedTranscriber(transcriber, batch_size=batch_size)
@@ -128,11 +143,16 @@ def _runners(transcriber: object, batch_size: int, peer: object, profiled: _Prof
         options = TranscribeOptions(vad_filter=False)
         return " ".join(s.text for s in transcriber.iter_segments(audio, options)[0])
 
+    def refresh() -> None:
+        for whisper in (peer, transcriber.whisper):
+            fresh_sampler(whisper, transcriber.info.path, transcriber.compute_type, threads or default_cpu_threads())
+        ours.engine.model = transcriber.whisper.model
+
     return {
         "fw-beam5": fw(5), "fw-beam1": fw(1), "fw-batched-beam5": fwb(5), "fw-batched-beam1": fwb(1),
         "amanuensis": am(profile=True), "amanuensis-beam1": am(beam_size=1),
         "amanuensis-nocond": am(condition_on_previous_text=False), "amanuensis-sequential": sequential,
-    }
+    }, refresh
 
 
 def _row(name: str, seconds: float, audio_seconds: float, refs: list[str], texts: list[str]) -> dict:
@@ -153,7 +173,7 @@ def run(
     """Time every mode on every item (one warm-up call per mode first), source by source; return the
     JSON-able report. With `orders` > 1 each source's items are its recording joined in that many orders."""
     profiled = _Profiled()
-    runners = _runners(transcriber, batch_size, peer_model(transcriber, threads), profiled)
+    runners, refresh = _runners(transcriber, batch_size, peer_model(transcriber, threads), profiled, threads)
     warm = items[0].audio[: 10 * SAMPLE_RATE]
     for mode in modes:
         runners[mode](warm)
@@ -163,9 +183,7 @@ def run(
     for source in sources:
         members = [k for k, item in enumerate(items) if item.source == source]
         for mode in modes:
-            # CTranslate2 seeds its sampler only at a thread's first draw (OpenNMT/CTranslate2#1757), so
-            # temperature-fallback draws depend on what ran before: a rerun in a fresh process repeats
-            # every figure, but a different mode or source order can move a fallback-heavy source's WER
+            refresh()  # new models: this source's fallback draws do not depend on the sources before it
             ctranslate2.set_random_seed(seed)
             started = time.perf_counter()
             for k in members:
