@@ -147,7 +147,8 @@ def test_fallback_redecodes_only_the_failing_chunks(transcriber, monkeypatch):
     batched = BatchedTranscriber(transcriber, batch_size=4)
     engine = batched.engine
     clip = decode_audio(DATA / "whisper" / "jfk.flac")
-    settings = DecodeSettings(log_prob_threshold=-0.25)  # strict enough that speech fails it
+    # strict enough that speech fails it; Whisper's rule: unlikely text is sampled again
+    settings = DecodeSettings(log_prob_threshold=-0.25, sample_unlikely=True)
     tokenizer = engine.tokenizer()
     # both in one 20 s encoder window, so one batch
     jobs = [ChunkJob(clip, engine.prompt(tokenizer, []), settings),
@@ -168,6 +169,28 @@ def test_fallback_redecodes_only_the_failing_chunks(transcriber, monkeypatch):
     assert all(size == 1 for _, size in batch_sizes[1:]), "only the failing chunk is decoded again"
     assert results[0].temperature > 0.0
     assert results[1].temperature == 0.0  # likely silence: low log-prob but high no-speech, not retried
+
+
+def test_by_default_only_loops_are_sampled_again_not_merely_unlikely_text(transcriber, monkeypatch):
+    engine = BatchedTranscriber(transcriber).engine
+    clip = decode_audio(DATA / "whisper" / "jfk.flac")
+    tokenizer = engine.tokenizer()
+    temperatures: list[float] = []
+    original = engine._generate
+
+    def spy(encoded, prompts, settings_, temperature, **kw):
+        temperatures.append(temperature)
+        return original(encoded, prompts, settings_, temperature, **kw)
+
+    monkeypatch.setattr(engine, "_generate", spy)
+    unlikely = DecodeSettings(log_prob_threshold=-0.25)  # speech fails it, but is no loop
+    result = engine.run([ChunkJob(clip, engine.prompt(tokenizer, []), unlikely)])[0]
+    assert temperatures == [0.0] and result.temperature == 0.0
+    assert "ask not what your country" in result.text.lower()
+    temperatures.clear()
+    looping = DecodeSettings(compression_ratio_threshold=0.1, chunk_ratio_slack=1.0)  # every text "repeats"
+    engine.run([ChunkJob(clip, engine.prompt(tokenizer, []), looping)])
+    assert temperatures[0] == 0.0 and any(t > 0 for t in temperatures), "a loop is still sampled again"
 
 
 def test_scheduler_batches_concurrent_callers():

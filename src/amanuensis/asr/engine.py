@@ -27,6 +27,7 @@ from .decoding import (
     pick_best,
     segment_ratio,
     stuck_in_a_loop,
+    too_repetitive,
 )
 
 log = logging.getLogger(__name__)
@@ -313,6 +314,10 @@ class WhisperEngine:
         pending = [i for i, r in enumerate(results) if needs_fallback(r, settings)]
         pending = self._retry_without_previous_text(encoded, features, prompts, settings, results, tried, pending,
                                                     seconds)
+        if not settings.sample_unlikely:
+            for i in [i for i in pending if not too_repetitive(results[i], settings)]:
+                results[i] = pick_best(tried[i], settings)
+            pending = [i for i in pending if too_repetitive(results[i], settings)]
         for temperature in temperatures[1:]:
             if not pending:
                 break
