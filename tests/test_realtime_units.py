@@ -80,9 +80,21 @@ def test_live_turns_on_real_speech_with_a_pause():
     stream = np.concatenate([silence, audio, silence])
     turns = LiveTurns(TurnDetection(silence_duration_ms=500, prefix_padding_ms=300))
     events = [e for i in range(0, len(stream), 1600) for e in turns.feed(stream[i : i + 1600])]
-    kinds = [e.kind for e in events]
+    kinds = [e.kind for e in events if e.kind in ("speech_started", "speech_stopped")]
     assert kinds[0] == "speech_started" and kinds[-1] == "speech_stopped", kinds
     assert kinds == ["speech_started", "speech_stopped"] * (len(kinds) // 2), kinds
+    # inside a turn a pause is announced once, and taken back only by speech before the stop
+    open_turn, paused = False, False
+    for event in events:
+        if event.kind == "speech_paused":
+            assert open_turn and not paused
+        elif event.kind == "speech_resumed":
+            assert open_turn and paused
+        elif event.kind == "speech_stopped":
+            open_turn = False
+        else:
+            open_turn = True
+        paused = event.kind == "speech_paused"
     assert 0.4 <= events[0].sample / 16000 <= 1.2  # speech begins about 1 s in, minus the padding
     assert events[-1].sample / 16000 >= 1.0 + 10.0  # and ends after the clip's last word
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import ctranslate2
 import numpy as np
 
-from ..constants import FRAMES_PER_SECOND, N_FRAMES
+from ..constants import FRAMES_PER_SECOND, N_FRAMES, SAMPLE_RATE
 from ..constants import HOP_LENGTH as HOP_SAMPLES
 from .decoding import (
     TIME_PRECISION,
@@ -213,7 +213,8 @@ class WhisperEngine:
         for i, language in enumerate(languages):
             if language is not None:
                 prompts[i] = self._with_language(prompts[i], language[0])
-        results = self._generate_with_fallback(encoded, features, prompts, settings)
+        budget = self._max_new_tokens(jobs, settings)
+        results = self._generate_with_fallback(encoded, features, prompts, settings, budget)
         for result, language in zip(results, languages, strict=True):
             result.language = language
         if settings.word_timestamps:
@@ -240,10 +241,18 @@ class WhisperEngine:
             prompt[start + 1] = language_token
         return prompt
 
+    def _max_new_tokens(self, jobs: list[ChunkJob], settings: DecodeSettings) -> int | None:
+        """Tokens a batch may generate after its prompts (max_tokens_per_second; None: the model's limit)."""
+        if settings.max_tokens_per_second is None:
+            return None
+        seconds = max(len(job.audio) for job in jobs) / SAMPLE_RATE
+        return 16 + round(settings.max_tokens_per_second * seconds)
+
     def _generate(
         self, encoded: ctranslate2.StorageView, prompts: list[list[int]], settings: DecodeSettings, temperature: float,
-        beam_size: int | None = None,
+        beam_size: int | None = None, max_new_tokens: int | None = None,
     ) -> list[Decoded]:
+        """`max_new_tokens`: tokens to generate at most after the longest prompt (None: the model's limit)."""
         if temperature > 0 and settings.seed is not None:
             ctranslate2.set_random_seed(settings.seed)
         beam = settings.beam_size if beam_size is None else beam_size
@@ -258,7 +267,8 @@ class WhisperEngine:
             encoded,
             prompts,
             length_penalty=settings.length_penalty,
-            max_length=self.whisper.max_length,
+            max_length=min(self.whisper.max_length, max(map(len, prompts)) + max_new_tokens) if max_new_tokens
+            else self.whisper.max_length,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=settings.suppress_blank,
@@ -291,18 +301,21 @@ class WhisperEngine:
         features: np.ndarray,
         prompts: list[list[int]],
         settings: DecodeSettings,
+        max_new_tokens: int | None = None,
     ) -> list[Decoded]:
         temperatures = settings.temperatures or (0.0,)
-        results = self._first_pass(encoded, features, prompts, settings, temperatures[0])
+        results = self._first_pass(encoded, features, prompts, settings, temperatures[0], max_new_tokens)
         tried: list[list[Decoded]] = [[r] for r in results]
         pending = [i for i, r in enumerate(results) if needs_fallback(r, settings)]
-        pending = self._retry_without_previous_text(encoded, features, prompts, settings, results, tried, pending)
+        pending = self._retry_without_previous_text(encoded, features, prompts, settings, results, tried, pending,
+                                                    max_new_tokens)
         for temperature in temperatures[1:]:
             if not pending:
                 break
             log.debug("fallback to t=%.1f for %d of %d chunks", temperature, len(pending), len(prompts))
             sub = self._subset(encoded, features, pending)
-            retry = self._generate(sub, [prompts[i] for i in pending], settings, temperature)
+            retry = self._generate(sub, [prompts[i] for i in pending], settings, temperature,
+                                   max_new_tokens=max_new_tokens)
             still = []
             for i, result in zip(pending, retry, strict=True):
                 tried[i].append(result)
@@ -324,17 +337,18 @@ class WhisperEngine:
         prompts: list[list[int]],
         settings: DecodeSettings,
         temperature: float,
+        max_new_tokens: int | None = None,
     ) -> list[Decoded]:
         """Decode at the first temperature; with `greedy_first_logprob`, greedily first and with the beam
         only the chunks whose greedy result is unsure."""
         threshold = settings.greedy_first_logprob
         if threshold is None or settings.beam_size <= 1 or temperature > 0:
-            return self._generate(encoded, prompts, settings, temperature)
-        results = self._generate(encoded, prompts, settings, temperature, beam_size=1)
+            return self._generate(encoded, prompts, settings, temperature, max_new_tokens=max_new_tokens)
+        results = self._generate(encoded, prompts, settings, temperature, beam_size=1, max_new_tokens=max_new_tokens)
         unsure = [i for i, r in enumerate(results) if r.avg_logprob < threshold or needs_fallback(r, settings)]
         if unsure:
             beam = self._generate(self._subset(encoded, features, unsure) if len(unsure) < len(prompts) else encoded,
-                                  [prompts[i] for i in unsure], settings, temperature)
+                                  [prompts[i] for i in unsure], settings, temperature, max_new_tokens=max_new_tokens)
             for i, result in zip(unsure, beam, strict=True):
                 results[i] = result
         self.stats.count("beam_after_greedy", len(unsure))
@@ -349,6 +363,7 @@ class WhisperEngine:
         results: list[Decoded],
         tried: list[list[Decoded]],
         pending: list[int],
+        max_new_tokens: int | None = None,
     ) -> list[int]:
         """Failed chunks that were prompted with previous text are decoded once more without it (a
         loop is often the previous text's doing); returns the chunks that still fail."""
@@ -359,7 +374,7 @@ class WhisperEngine:
         for i in prompted:
             prompts[i] = prompts[i][prompts[i].index(sot) :]
         retry = self._generate(self._subset(encoded, features, prompted), [prompts[i] for i in prompted],
-                               settings, settings.temperatures[0])
+                               settings, settings.temperatures[0], max_new_tokens=max_new_tokens)
         for i, result in zip(prompted, retry, strict=True):
             tried[i].append(result)
             results[i] = result

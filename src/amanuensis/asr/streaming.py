@@ -47,12 +47,17 @@ class TurnDetection:
     """A turn this long ends at the next pause Silero hears of `long_turn_pause_ms` (its final decode,
     of the whole turn, would otherwise keep the speaker waiting)."""
     long_turn_pause_ms: int = 200
+    early_final_ms: int | None = 200
+    """After this much silence inside a turn the turn may be over: `speech_paused` lets the session start
+    the turn's final decode before `silence_duration_ms` has passed (None: never)."""
 
 
 @dataclass(frozen=True)
 class VadEvent:
     """Speech started or stopped at `sample` (samples since the stream began). A start includes the
-    prefix padding; a stop is where the turn's audio ends (after `silence_duration_ms` of silence)."""
+    prefix padding; a stop is where the turn's audio ends (after `silence_duration_ms` of silence).
+    Inside a turn, `speech_paused` (after `early_final_ms` of silence) and `speech_resumed` (speech
+    again before the turn stopped) mark a pause that may end the turn."""
 
     kind: str
     sample: int
@@ -137,6 +142,8 @@ class LiveTurns:
         padding = round(self.options.prefix_padding_ms * SAMPLE_RATE / 1000)
         long_turn = round(self.options.long_turn_s * SAMPLE_RATE / FRAME_SAMPLES)
         long_pause = max(1, round(self.options.long_turn_pause_ms * SAMPLE_RATE / 1000 / FRAME_SAMPLES))
+        early = self.options.early_final_ms
+        pause_frames = None if early is None else max(1, round(early * SAMPLE_RATE / 1000 / FRAME_SAMPLES))
         probs, rms = self.live.feed_with_rms(samples)
         for offset, (p, raw) in enumerate(zip(self._scores(probs, rms), probs.tolist())):
             frame = first + offset
@@ -146,6 +153,8 @@ class LiveTurns:
                     events.append(VadEvent("speech_started", max(0, frame * FRAME_SAMPLES - padding)))
                 continue
             self._turn_frames += 1
+            if p >= self.off_threshold and pause_frames is not None and self._silent_frames >= pause_frames:
+                events.append(VadEvent("speech_resumed", frame * FRAME_SAMPLES))
             self._silent_frames = 0 if p >= self.off_threshold else self._silent_frames + 1
             self._quiet_frames = 0 if raw >= self.off_threshold else self._quiet_frames + 1
             paused = self._turn_frames >= long_turn and self._quiet_frames >= long_pause
@@ -153,6 +162,8 @@ class LiveTurns:
                 self.in_speech = False
                 self.live.reset()
                 events.append(VadEvent("speech_stopped", (frame + 1) * FRAME_SAMPLES))
+            elif self._silent_frames == pause_frames:
+                events.append(VadEvent("speech_paused", (frame + 1) * FRAME_SAMPLES))
         return events
 
 

@@ -34,6 +34,7 @@ from ...asr.streaming import (
     remaining_words,
     split_words,
 )
+from ...asr.turn_final import EarlyFinal, FinalPolicy, keep_speech
 from ...constants import SAMPLE_RATE
 from ...errors import AmanuensisError, OptionsError
 from ...pipeline import Transcriber
@@ -74,6 +75,8 @@ class ClosedTurn:
     config: SessionConfig
     transcriber: Transcriber
     closed_at: float
+    early: asyncio.Future | None = None
+    """The final decode started at the pause that ended the turn, if one did."""
 
 
 def _ms(samples: int) -> int:
@@ -102,6 +105,8 @@ class RealtimeSession:
         self.item_id: str | None = None
         self.previous_item_id: str | None = None
         self.stream: TurnStream | None = None
+        self.early: EarlyFinal | None = None
+        self.final_policy = FinalPolicy()
         self.out: asyncio.Queue[dict | None] = asyncio.Queue()
         self.finals: asyncio.Queue[ClosedTurn | None] = asyncio.Queue()
         self.pending_finals: list[ClosedTurn] = []
@@ -238,6 +243,10 @@ class RealtimeSession:
                 self._open_turn()
                 self._emit(server_event("input_audio_buffer.speech_started", audio_start_ms=_ms(start),
                                         item_id=self.item_id))
+            elif vad.kind == "speech_paused" and self.stream is not None:
+                self._start_early_final(vad.sample)
+            elif vad.kind == "speech_resumed":
+                self._drop_early_final()
             elif vad.kind == "speech_stopped" and self.stream is not None:
                 self._emit(server_event("input_audio_buffer.speech_stopped", audio_end_ms=_ms(vad.sample),
                                         item_id=self.item_id))
@@ -262,6 +271,7 @@ class RealtimeSession:
             self.turns.in_speech = False
 
     def _clear(self) -> None:
+        self._drop_early_final()
         self.buffer.clear()
         self.stream = None
         self.item_id = None
@@ -283,14 +293,35 @@ class RealtimeSession:
         if self.stream is None or self.item_id is None:
             return
         start, audio = self.buffer.take_turn(end)
+        early = self.early.result if self.early is not None and self.early.covers(self.item_id) else None
+        self.early = None
         turn = ClosedTurn(self.item_id, start, audio, list(self.stream.confirmed), self.config, self.transcriber,
-                          time.monotonic())
+                          time.monotonic(), early)
         self._emit(server_event("input_audio_buffer.committed", item_id=self.item_id,
                                 previous_item_id=self.previous_item_id))
         self.previous_item_id, self.item_id, self.stream = self.item_id, None, None
         self.pending_finals.append(turn)
         self.sessions.turn_closed()
         self.finals.put_nowait(turn)
+
+    def _start_early_final(self, end: int) -> None:
+        """The speaker paused: start the open turn's final decode now, on its audio up to `end`."""
+        self._drop_early_final()
+        audio = self.buffer.turn_audio(end).copy()
+        options = transcribe_options(self.config, partial=False)
+        self.sessions.early_started()
+        future = self.loop.run_in_executor(self.sessions.executor, self.transcriber.transcribe, audio, options)
+        future.add_done_callback(lambda _: self.sessions.early_done())
+        self.early = EarlyFinal(self.item_id or "", end, future)
+        log.debug("realtime early final: session_id=%s turn_s=%.2f", self.id, len(audio) / SAMPLE_RATE)
+
+    def _drop_early_final(self) -> None:
+        """Speech went on after a pause: the early final decode no longer covers the turn."""
+        if self.early is not None:
+            log.debug("realtime early final dropped: session_id=%s", self.id)
+            self.early.result.cancel()  # only stops it if it has not started yet
+            self.early.result.add_done_callback(_retrieve)
+            self.early = None
 
     def _emit(self, event: dict) -> None:
         self.out.put_nowait(event)
@@ -318,6 +349,8 @@ class RealtimeSession:
                 continue
             if self.sessions.finals_pending:  # finals first: retried at the next append
                 continue
+            if self.early is not None:  # a pause: nothing new to confirm until speech resumes
+                continue
             available = len(self.buffer.turn_audio())
             if not stream.due(available):
                 continue
@@ -336,9 +369,10 @@ class RealtimeSession:
             hypothesis = Hypothesis.from_segments([(s.text, s.end) for s in transcript.segments])
             seconds = time.perf_counter() - started
             words = stream.accept(hypothesis, window, seconds)
-            log.debug("realtime partial: session_id=%s window_s=%.2f decode_s=%.3f step_s=%.2f lag_s=%.2f new=%d",
-                      self.id, (window[1] - window[0]) / SAMPLE_RATE, seconds, stream.step_s,
-                      stream.lag_s(len(self.buffer.turn_audio())), len(words))
+            log.debug("realtime partial: session_id=%s window_s=%.2f decode_s=%.3f step_s=%.2f lag_s=%.2f new=%d "
+                      "hyp=%d confirmed=%d", self.id, (window[1] - window[0]) / SAMPLE_RATE, seconds, stream.step_s,
+                      stream.lag_s(len(self.buffer.turn_audio())), len(words), len(hypothesis.words),
+                      len(stream.confirmed))
             if words:
                 self._emit(self._delta(item_id, "".join(words)))
             self._track_lag()
@@ -347,24 +381,32 @@ class RealtimeSession:
     async def _finals(self) -> None:
         """Final decode of each closed turn, in order: the last delta, then `.completed` (or `.failed`)."""
         while (turn := await self.finals.get()) is not None:
+            started = time.monotonic()
             try:
-                transcript = await self.loop.run_in_executor(
-                    self.sessions.executor, turn.transcriber.transcribe, turn.audio,
-                    transcribe_options(turn.config, partial=False))
+                if turn.early is not None:
+                    transcript = await turn.early
+                else:
+                    transcript = await self.loop.run_in_executor(
+                        self.sessions.executor, turn.transcriber.transcribe, turn.audio,
+                        transcribe_options(turn.config, partial=False))
+                transcript = keep_speech(transcript, self.final_policy)
             except Exception as exc:  # noqa: BLE001 - reported to the client as the turn's failure
                 log.exception("realtime session %s: final decode failed", self.id)
                 self._emit(server_event("conversation.item.input_audio_transcription.failed", item_id=turn.item_id,
                                         content_index=0, error={"type": "server_error", "code": "transcription_failed",
                                                                 "message": str(exc), "param": None}))
             else:
-                self._complete(turn, transcript)
-                log.debug("realtime final: session_id=%s turn_s=%.2f waited_s=%.3f", self.id,
-                          len(turn.audio) / SAMPLE_RATE, time.monotonic() - turn.closed_at)
+                rest = self._complete(turn, transcript)
+                log.debug("realtime final: session_id=%s turn_s=%.2f queued_s=%.3f decode_s=%.3f words=%d "
+                          "confirmed=%d rest=%d early=%s", self.id, len(turn.audio) / SAMPLE_RATE,
+                          started - turn.closed_at, time.monotonic() - started, len(split_words(transcript.text)),
+                          len(turn.confirmed), rest, turn.early is not None)
             self.pending_finals.remove(turn)
             self.sessions.turn_done(self.id, len(turn.audio) / SAMPLE_RATE)
             self._track_lag()
 
-    def _complete(self, turn: ClosedTurn, transcript: Transcript) -> None:
+    def _complete(self, turn: ClosedTurn, transcript: Transcript) -> int:
+        """Send the last delta and `.completed`; returns how many words the last delta added."""
         final = split_words(transcript.text)
         rest = remaining_words(turn.confirmed, final)
         if rest:
@@ -381,6 +423,7 @@ class RealtimeSession:
             amanuensis={"words": words, "audio_start_ms": _ms(turn.start),
                         "audio_end_ms": _ms(turn.start + len(turn.audio)), "language": transcript.language,
                         "model": self.model_name}))
+        return len(rest)
 
     @staticmethod
     def _delta(item_id: str | None, text: str) -> dict:
@@ -389,3 +432,9 @@ class RealtimeSession:
 
     def _session(self) -> dict:
         return {"id": self.id, **self.config.describe(self.model_name)}
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    """Take a dropped decode's outcome, so that its error (if any) is not reported as never retrieved."""
+    if not future.cancelled():
+        future.exception()

@@ -66,6 +66,16 @@ class RealtimeSessions:
         with self._lock:
             self.finals_pending -= 1
 
+    def early_started(self) -> None:
+        """A final decode started at a pause (it goes before the partial decodes, as closed turns do)."""
+        with self._lock:
+            self.finals_pending += 1
+
+    def early_done(self) -> None:
+        """A final decode started at a pause has finished."""
+        with self._lock:
+            self.finals_pending -= 1
+
     def turn_done(self, session_id: str, audio_s: float) -> None:
         """Count a finished turn of `audio_s` seconds (its final decode is done)."""
         with self._lock:
