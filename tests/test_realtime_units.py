@@ -1,9 +1,11 @@
 """The realtime pieces on their own: G.711 tables, the streaming resampler, live VAD = offline VAD,
-turn detection on real speech, local agreement, the step and window policy, event validation."""
+turn detection on real speech (pauses too), local agreement, the step and window policy, event
+validation, the final decode's cleaning and token budget."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,11 +23,13 @@ from amanuensis.asr.streaming import (
     remaining_words,
     split_words,
 )
+from amanuensis.asr.turn_final import EarlyFinal, FinalPolicy, keep_speech, likely_speech
 from amanuensis.asr.vad import default_vad
 from amanuensis.audio import decode_audio
 from amanuensis.server.realtime.codecs import ALAW, ULAW, AudioFormatError, InputDecoder, InputFormat, StreamResampler
-from amanuensis.server.realtime.config import SessionConfig, apply_update
+from amanuensis.server.realtime.config import SessionConfig, apply_update, transcribe_options
 from amanuensis.server.realtime.protocol import ProtocolError, parse_event
+from amanuensis.transcript import Segment, Transcript
 
 from .server_fixtures import JFK
 
@@ -188,3 +192,64 @@ def test_session_update_changes_only_the_fields_it_names():
         apply_update(config, parse_event(json.dumps({"type": "session.update", "session": {
             "type": "transcription", "audio": {"input": {"format": {"type": "audio/pcmu", "rate": 24000}}}}})))
     assert raised.value.param == "session.audio.input.format.rate"
+
+
+def test_a_pause_inside_a_turn_is_announced_before_the_turn_stops():
+    audio = decode_audio(JFK)
+    silence = np.zeros(16000, dtype=np.float32)
+    stream = np.concatenate([silence, audio, silence])
+    turns = LiveTurns(TurnDetection(silence_duration_ms=900, early_final_ms=200))
+    events = [e for i in range(0, len(stream), 1600) for e in turns.feed(stream[i : i + 1600])]
+    kinds = [e.kind for e in events]
+    # JFK pauses between phrases: pauses shorter than the turn's silence come back as speech
+    assert "speech_resumed" in kinds, kinds
+    stop = max(k for k, kind in enumerate(kinds) if kind == "speech_stopped")
+    assert kinds[stop - 1] == "speech_paused", kinds  # the silence that ends the turn began as a pause
+    gap = (events[stop].sample - events[stop - 1].sample) / 16000
+    assert abs(gap - 0.7) < 0.05, gap  # 900 ms of silence stop the turn; the pause was called at 200 ms
+    never = LiveTurns(TurnDetection(silence_duration_ms=900, early_final_ms=None))
+    plain = [e.kind for i in range(0, len(stream), 1600) for e in never.feed(stream[i : i + 1600])]
+    assert plain == [k for k in kinds if k in ("speech_started", "speech_stopped")]
+
+
+def _segment(text: str, no_speech: float, logprob: float, k: int = 0) -> Segment:
+    return Segment(id=k, start=k, end=k + 1, text=text, avg_logprob=logprob, no_speech_prob=no_speech,
+                   compression_ratio=1.0, temperature=0.0, tokens=[])
+
+
+def test_final_keeps_speech_and_drops_unsure_guesses_at_silence():
+    policy = FinalPolicy(no_speech_prob=0.3, avg_logprob=-0.7)
+    speech = _segment(" Ask not what your country can do.", 0.05, -0.9, 0)  # unsure, but speech
+    guess = _segment(" you", 0.97, -0.71, 1)  # a cough read as a word
+    sure = _segment(" Thank you.", 0.5, -0.2, 2)  # the model is sure of it
+    assert likely_speech(speech, policy) and not likely_speech(guess, policy) and likely_speech(sure, policy)
+    transcript = Transcript(text="Ask not what your country can do. you Thank you.", language="en", duration=3.0,
+                            segments=[speech, guess, sure])
+    kept = keep_speech(transcript, policy)
+    assert kept.text == "Ask not what your country can do. Thank you."
+    assert [s.id for s in kept.segments] == [0, 1] and transcript.segments[1] is guess  # the input is unchanged
+    assert keep_speech(kept, policy) is kept
+
+
+def test_an_early_final_covers_only_its_own_turn():
+    early = EarlyFinal("item_a", 16000, object())
+    assert early.covers("item_a") and not early.covers("item_b") and not early.covers(None)
+
+
+def test_live_decodes_stop_at_their_token_budget():
+    """A live decode generates at most 16 + max_tokens_per_second × seconds tokens: a model looping on a
+    short turn stops there instead of at the model's 448 tokens."""
+    from amanuensis.asr.engine import ChunkJob
+    from amanuensis.pipeline import get_transcriber
+
+    engine = get_transcriber().batched.engine
+    audio = decode_audio(JFK)  # 11 s, about 30 text tokens
+    options = transcribe_options(SessionConfig(), partial=False)
+    settings = options.decode_settings()
+    assert options.beam_size == 1 and settings.max_tokens_per_second == 10.0
+    prompt = engine.prompt(engine.tokenizer(), [])
+    full = engine.run([ChunkJob(audio, prompt, settings)])[0]
+    assert "ask not what your country" in full.text.lower() and len(full.tokens) > 24, full.text
+    tight = replace(settings, max_tokens_per_second=0.5)  # 16 + 0.5 × 11 s: 21 tokens
+    cut = engine.run([ChunkJob(audio, prompt, tight)])[0]
+    assert 0 < len(cut.tokens) <= 22 and full.text.startswith(cut.text.rstrip()), (cut.text, len(cut.tokens))

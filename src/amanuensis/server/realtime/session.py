@@ -294,7 +294,10 @@ class RealtimeSession:
             return
         start, audio = self.buffer.take_turn(end)
         early = self.early.result if self.early is not None and self.early.covers(self.item_id) else None
-        self.early = None
+        if early is not None:
+            self.sessions.early_outcome(used=True)
+            self.early = None
+        self._drop_early_final()
         turn = ClosedTurn(self.item_id, start, audio, list(self.stream.confirmed), self.config, self.transcriber,
                           time.monotonic(), early)
         self._emit(server_event("input_audio_buffer.committed", item_id=self.item_id,
@@ -319,6 +322,7 @@ class RealtimeSession:
         """Speech went on after a pause: the early final decode no longer covers the turn."""
         if self.early is not None:
             log.debug("realtime early final dropped: session_id=%s", self.id)
+            self.sessions.early_outcome(used=False)
             self.early.result.cancel()  # only stops it if it has not started yet
             self.early.result.add_done_callback(_retrieve)
             self.early = None

@@ -32,6 +32,8 @@ class RealtimeSessions:
         decodes its open turn again (a final is what a speaker waits for; deltas can wait a step)."""
         self.turns = 0
         self.audio_s = 0.0
+        self.early_finals = {"used": 0, "dropped": 0}
+        """Final decodes started at a pause: used as the turn's, or dropped because speech went on."""
         self._serial = itertools.count()
         self._lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max(2, 2 * limit), thread_name_prefix="amanuensis-realtime")
@@ -76,6 +78,11 @@ class RealtimeSessions:
         with self._lock:
             self.finals_pending -= 1
 
+    def early_outcome(self, used: bool) -> None:
+        """Count a final decode started at a pause as used for its turn or dropped."""
+        with self._lock:
+            self.early_finals["used" if used else "dropped"] += 1
+
     def turn_done(self, session_id: str, audio_s: float) -> None:
         """Count a finished turn of `audio_s` seconds (its final decode is done)."""
         with self._lock:
@@ -93,7 +100,7 @@ class RealtimeSessions:
             lags = {sid: stats.lag_s for sid, stats in self.open.items()}
             return {"open": len(lags), "limit": self.limit, "rejected": self.rejected, "turns": self.turns,
                     "audio_seconds": round(self.audio_s, 3), "lag_s": lags,
-                    "max_lag_s": max(lags.values(), default=0.0)}
+                    "max_lag_s": max(lags.values(), default=0.0), "early_finals": dict(self.early_finals)}
 
     def shutdown(self) -> None:
         """Stop the decode threads once their work is done."""
