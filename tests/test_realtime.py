@@ -100,7 +100,7 @@ def test_live_deltas_before_the_clip_ends_and_final_text_matches_reference(serve
     after = early_finals(server)
     assert received.types()[:2] == ["session.created", "session.updated"], received.types()
     # the last turn's final decode started when the speaker paused, and was the turn's
-    assert after["used"] > before.get("used", 0), (before, after)
+    assert after["final"] > before.get("final", 0), (before, after)
     speech_end = started + len(pcm16(LJ, 24000)) / 48000
     early = [t for t in received.times(DELTA) if t < speech_end]
     assert len(early) >= 2, (received.types(), speech_end - started)

@@ -20,6 +20,7 @@ from amanuensis.asr.streaming import (
     TurnDetection,
     TurnStream,
     agreed_prefix,
+    agreed_words,
     remaining_words,
     split_words,
 )
@@ -253,3 +254,34 @@ def test_live_decodes_stop_at_their_token_budget():
     tight = replace(settings, max_tokens_per_second=0.5)  # 16 + 0.5 × 11 s: 21 tokens
     cut = engine.run([ChunkJob(audio, prompt, tight)])[0]
     assert 0 < len(cut.tokens) <= 22 and full.text.startswith(cut.text.rstrip()), (cut.text, len(cut.tokens))
+
+
+def test_a_decode_at_a_pause_settles_the_turn_up_to_the_pause():
+    stream = TurnStream(StreamingPolicy())
+    h = lambda text: Hypothesis.from_segments([(text, 1.0)])  # noqa: E731
+    stream.accept(h(" The cat"), (0, 16000), 0.1)
+    assert stream.accept(h(" The cat sat"), (0, 24000), 0.1) == ["The", " cat"]
+    # the final decode started at a pause 3 s in: its words past those confirmed are confirmed too
+    assert stream.settle(split_words(" The cat sat on the mat."), 3 * 16000) == [" sat", " on", " the", " mat."]
+    assert stream.window(4 * 16000) == (3 * 16000, 4 * 16000) and stream.prompt().endswith("on the mat.")
+    assert stream.lag_s(4 * 16000) == 1.0
+    # decoding goes on from the pause, agreement starting afresh
+    assert stream.accept(h(" And then"), (3 * 16000, 4 * 16000), 0.1) == []
+    assert stream.accept(h(" And then it"), (3 * 16000, 5 * 16000), 0.1) == [" And", " then"]
+    assert stream.settle(split_words(" The cat sat"), 2 * 16000) == []  # the window is past that pause
+    assert "".join(stream.confirmed) == "The cat sat on the mat. And then"
+
+
+def test_agreement_carries_over_one_word_read_two_ways():
+    previous = split_words(" I'm talking pretty fast here, there's nothing going on")
+    newest = split_words(" I'm talking pretty fast hear there's nothing going on and")
+    assert agreed_prefix(previous, newest) == 4
+    assert agreed_words(previous, newest, 4, slack=0) == 4  # plain LocalAgreement-2
+    assert agreed_words(previous, newest, 4, slack=2) == 9  # "hear" (the newest reading) and on to "on"
+    # a longer disagreement, or one word in common after it, is no agreement
+    assert agreed_words(split_words(" a b c d e f"), split_words(" a x y z e f"), 1, slack=2) == 1
+    assert agreed_words(split_words(" a b c d"), split_words(" a x c y"), 1, slack=2, rejoin=2) == 1
+    stream = TurnStream(StreamingPolicy(agreement_slack=2))
+    stream.accept(Hypothesis(previous), (0, 48000), 0.1)
+    assert "".join(stream.accept(Hypothesis(newest), (0, 56000), 0.1)) == (
+        "I'm talking pretty fast hear there's nothing going on")

@@ -255,6 +255,25 @@ def agreed_prefix(first: Sequence[str], second: Sequence[str]) -> int:
     return count
 
 
+def agreed_words(previous: Sequence[str], newest: Sequence[str], start: int = 0, slack: int = 2,
+                 rejoin: int = 2) -> int:
+    """How many leading words of `newest` the `previous` hypothesis supports, given that they agree on
+    the first `start` words: from there, over disagreements of at most `slack` words each (the newest
+    reading wins there) wherever they agree again on `rejoin` words or more after one. One word read
+    two ways (fast speech, a name) then no longer holds back every word after it. slack=0 (or
+    `start` short of their common prefix) gives the plain common prefix (LocalAgreement-2)."""
+    a, b = [normal(w) for w in previous[start:]], [normal(w) for w in newest[start:]]
+    end_a = end_b = 0
+    for block in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
+        if block.size == 0:
+            break
+        gap = max(block.a - end_a, block.b - end_b)
+        if gap and (gap > slack or block.size < rejoin):
+            break
+        end_a, end_b = block.a + block.size, block.b + block.size
+    return start + end_b
+
+
 def remaining_words(confirmed: Sequence[str], final: Sequence[str]) -> list[str]:
     """The words of `final` after the part the confirmed words already cover (aligned word by word,
     without case and punctuation): what a last delta must add so the deltas read like the final text."""
@@ -283,6 +302,9 @@ class StreamingPolicy:
     settle_s: float = 1.0
     """The window moves only to a segment end at least this far before the audio's end."""
     prompt_chars: int = 200
+    agreement_slack: int = 2
+    """Words two hypotheses may read differently and still agree past (see `agreed_words`; 0: the plain
+    common prefix)."""
     """Characters of confirmed text before the window given to the decoder as its prompt."""
 
 
@@ -332,6 +354,8 @@ class TurnStream:
         new: list[str] = []
         if self._previous is not None:
             agreed = agreed_prefix(self._previous, words)
+            if agreed >= self._in_window:  # words already confirmed are never read past a disagreement
+                agreed = agreed_words(self._previous, words, agreed, self.policy.agreement_slack)
             if agreed > self._in_window:
                 new = words[self._in_window : agreed]
                 self._in_window = agreed
@@ -344,6 +368,24 @@ class TurnStream:
             forced[0] = forced[0].lstrip()
         self.confirmed.extend(forced)
         return new + forced
+
+    def settle(self, words: Sequence[str], at: int) -> list[str]:
+        """Take a decode of the turn's audio up to turn sample `at`, where the speaker paused (the final
+        decode started at a pause): confirm its words past those already confirmed, and start the
+        window at `at` (a pause is a word boundary). Returns the words newly confirmed; nothing when
+        the window has already moved past `at`."""
+        if at < self.window_start:
+            return []
+        new = remaining_words(self.confirmed, words)
+        if not self.confirmed and new:
+            new[0] = new[0].lstrip()
+        self.confirmed.extend(new)
+        self._before_window = self.confirmed[-100:]
+        self.window_start = at
+        self.decoded_to = max(self.decoded_to, at)
+        self._in_window = 0
+        self._previous = None
+        return new
 
     def _advance(self, hypothesis: Hypothesis, length_s: float) -> list[str]:
         """Move the window past confirmed segments once it is long; returns words confirmed by force."""

@@ -246,7 +246,7 @@ class RealtimeSession:
             elif vad.kind == "speech_paused" and self.stream is not None:
                 self._start_early_final(vad.sample)
             elif vad.kind == "speech_resumed":
-                self._drop_early_final()
+                self._detach_early_final()
             elif vad.kind == "speech_stopped" and self.stream is not None:
                 self._emit(server_event("input_audio_buffer.speech_stopped", audio_end_ms=_ms(vad.sample),
                                         item_id=self.item_id))
@@ -271,7 +271,7 @@ class RealtimeSession:
             self.turns.in_speech = False
 
     def _clear(self) -> None:
-        self._drop_early_final()
+        self._detach_early_final(resumed=False)
         self.buffer.clear()
         self.stream = None
         self.item_id = None
@@ -295,9 +295,9 @@ class RealtimeSession:
         start, audio = self.buffer.take_turn(end)
         early = self.early.result if self.early is not None and self.early.covers(self.item_id) else None
         if early is not None:
-            self.sessions.early_outcome(used=True)
+            self.sessions.early_outcome("final")
             self.early = None
-        self._drop_early_final()
+        self._detach_early_final()
         turn = ClosedTurn(self.item_id, start, audio, list(self.stream.confirmed), self.config, self.transcriber,
                           time.monotonic(), early)
         self._emit(server_event("input_audio_buffer.committed", item_id=self.item_id,
@@ -308,22 +308,37 @@ class RealtimeSession:
         self.finals.put_nowait(turn)
 
     def _start_early_final(self, end: int) -> None:
-        """The speaker paused: start the open turn's final decode now, on its audio up to `end`."""
-        self._drop_early_final()
+        """The speaker paused: start the open turn's final decode now, on its audio up to `end`. If the
+        turn stops without more speech, this is its final decode; either way, once it is done its words
+        are confirmed (a delta) and the open turn's window starts at the pause."""
+        self._detach_early_final()
         audio = self.buffer.turn_audio(end).copy()
         options = transcribe_options(self.config, partial=False)
         self.sessions.early_started()
         future = self.loop.run_in_executor(self.sessions.executor, self.transcriber.transcribe, audio, options)
         future.add_done_callback(lambda _: self.sessions.early_done())
         self.early = EarlyFinal(self.item_id or "", end, future)
+        future.add_done_callback(lambda done, early=self.early, stream=self.stream: self._settle(early, stream, done))
         log.debug("realtime early final: session_id=%s turn_s=%.2f", self.id, len(audio) / SAMPLE_RATE)
 
-    def _drop_early_final(self) -> None:
-        """Speech went on after a pause: the early final decode no longer covers the turn."""
+    def _settle(self, early: EarlyFinal, stream: TurnStream | None, done: asyncio.Future) -> None:
+        """An early final decode is done: if its turn is still open, send the words it adds to the deltas."""
+        if done.cancelled() or done.exception() is not None or stream is None or self.stream is not stream:
+            return
+        words = split_words(keep_speech(done.result(), self.final_policy).text)
+        start = self.buffer.turn_start or 0
+        new = stream.settle(words, early.end - start)
+        log.debug("realtime early final settled: session_id=%s at_s=%.2f new=%d", self.id,
+                  (early.end - start) / SAMPLE_RATE, len(new))
+        if new:
+            self._emit(self._delta(early.item_id, "".join(new)))
+
+    def _detach_early_final(self, resumed: bool = True) -> None:
+        """Speech went on after a pause (or the turn was cleared): the early final decode no longer stands
+        for the turn's final decode (its words still settle the open turn, see `_settle`)."""
         if self.early is not None:
-            log.debug("realtime early final dropped: session_id=%s", self.id)
-            self.sessions.early_outcome(used=False)
-            self.early.result.cancel()  # only stops it if it has not started yet
+            log.debug("realtime early final detached: session_id=%s", self.id)
+            self.sessions.early_outcome("resumed" if resumed else "cleared")
             self.early.result.add_done_callback(_retrieve)
             self.early = None
 

@@ -32,8 +32,9 @@ class RealtimeSessions:
         decodes its open turn again (a final is what a speaker waits for; deltas can wait a step)."""
         self.turns = 0
         self.audio_s = 0.0
-        self.early_finals = {"used": 0, "dropped": 0}
-        """Final decodes started at a pause: used as the turn's, or dropped because speech went on."""
+        self.early_finals = {"final": 0, "resumed": 0, "cleared": 0}
+        """Final decodes started at a pause, by what became of them: the turn's final decode; speech went
+        on (its words were still confirmed); the turn was cleared."""
         self._serial = itertools.count()
         self._lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max(2, 2 * limit), thread_name_prefix="amanuensis-realtime")
@@ -78,10 +79,10 @@ class RealtimeSessions:
         with self._lock:
             self.finals_pending -= 1
 
-    def early_outcome(self, used: bool) -> None:
-        """Count a final decode started at a pause as used for its turn or dropped."""
+    def early_outcome(self, outcome: str) -> None:
+        """Count what became of a final decode started at a pause (a key of `early_finals`)."""
         with self._lock:
-            self.early_finals["used" if used else "dropped"] += 1
+            self.early_finals[outcome] += 1
 
     def turn_done(self, session_id: str, audio_s: float) -> None:
         """Count a finished turn of `audio_s` seconds (its final decode is done)."""
