@@ -4,7 +4,8 @@ Nothing here knows about sockets. A session feeds 16 kHz samples in; `LiveTurns`
 starts and stops; `TurnStream` says when to decode the open turn again, which audio window and
 prompt to decode, and which words two successive hypotheses agree on (LocalAgreement-2: a word is
 confirmed once two decodes of growing audio both put it at the same place after the words already
-confirmed, so confirmed words are never taken back).
+confirmed, so confirmed words are never taken back). A decode of the turn up to a pause settles it:
+its words are confirmed and the window starts again at the pause.
 
 Lag cannot build up: the window decoded stays short (it moves forward past confirmed segments),
 and the step between decodes grows with the time a decode takes, so a session whose decodes are

@@ -7,11 +7,13 @@ One sender writes every server event, so events leave in the order they were mad
 receiver ends (the client left, or the idle timeout closed the session) the open turn is closed,
 its final decode runs, and the session waits for it before the socket is closed.
 
-The `.completed` transcript comes from one decode of the whole turn with the full context, so it may
-differ from the concatenated deltas: deltas are confirmed early from partial audio, and where the full
-decode reads a word differently the final text wins. The deltas are never retracted; a last delta
-after the final decode adds the words the deltas had not reached yet, so a client that only shows
-deltas ends each turn with the final words too.
+The `.completed` transcript comes from one decode of the whole turn, so it may differ from the
+concatenated deltas: deltas are confirmed early from partial audio, and where the full decode reads a
+word differently the final text wins. The deltas are never retracted; a last delta after the final
+decode adds the words the deltas had not reached yet, so a client that only shows deltas ends each
+turn with the final words too. That decode starts when the speaker pauses (`speech_paused`): if the
+turn then stops, it is the turn's final decode; if speech resumes, its words still become deltas
+and the open turn's window starts at the pause.
 """
 
 from __future__ import annotations
