@@ -11,13 +11,11 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
+from amanuensis.asr.live_turns import LiveTurns, LiveVad, TurnDetection
 from amanuensis.asr.streaming import (
     Hypothesis,
-    LiveTurns,
-    LiveVad,
     StreamingPolicy,
     TurnBuffer,
-    TurnDetection,
     TurnStream,
     agreed_prefix,
     agreed_words,
@@ -285,3 +283,23 @@ def test_agreement_carries_over_one_word_read_two_ways():
     stream.accept(Hypothesis(previous), (0, 48000), 0.1)
     assert "".join(stream.accept(Hypothesis(newest), (0, 56000), 0.1)) == (
         "I'm talking pretty fast hear there's nothing going on")
+
+
+def test_realtime_is_a_declared_door_for_language_and_prompt():
+    from dataclasses import fields
+
+    from amanuensis.options import REALTIME, exposed
+    from amanuensis.server.realtime.protocol import Transcription
+
+    names = {option.name for option in exposed(REALTIME)}
+    assert names == {"language", "prompt"}
+    assert names <= set(Transcription.model_fields) and names <= {f.name for f in fields(SessionConfig)}
+    event = parse_event(json.dumps({"type": "session.update", "session": {"type": "transcription", "audio": {
+        "input": {"transcription": {"language": "EN", "prompt": "  Kennedy, Americans.  "}}}}}))
+    config, _ = apply_update(SessionConfig(), event)
+    assert (config.language, config.prompt) == ("en", "Kennedy, Americans.")  # taken as the other doors take them
+    final = transcribe_options(config, partial=False)
+    partial = transcribe_options(config, partial=True, prompt="ask not")
+    assert (final.language, final.initial_prompt) == ("en", "Kennedy, Americans.")
+    assert final.word_timestamps and final.vad_filter and final.beam_size == 1 and final.temperature == 0.0
+    assert partial.initial_prompt == "ask not" and not partial.word_timestamps and not partial.vad_filter
