@@ -42,8 +42,9 @@ class DecodeSettings:
     without_timestamps: bool = False
     word_timestamps: bool = False
     max_tokens_per_second: float | None = None
-    """Stop generating after `16 + this × the chunk's seconds` tokens (None: the model's 448): a model
-    looping on a short chunk otherwise runs to 448 tokens, at every fallback temperature."""
+    """Stop generating after `16 + this × seconds` tokens past the prompt (seconds of the batch's longest
+    chunk; None: the model's 448 in all): a model looping on a short chunk otherwise runs to 448 tokens,
+    at every fallback temperature. The realtime decodes use 10."""
     greedy_first_logprob: float | None = None
     """With beam search: decode every chunk greedily first and keep the greedy result where the model
     is sure of it (average log-probability at least this, and no fallback needed); only the other
