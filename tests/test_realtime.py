@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import time
 
 import httpx
@@ -45,6 +46,13 @@ def connect(server: RunningServer, api_key: str = KEY, **query: str) -> object:
     return client.realtime.connect(extra_query={"intent": "transcription", **query})
 
 
+def early_finals(server: RunningServer) -> dict[str, float]:
+    """/metrics: final decodes started at a pause, by outcome (used, dropped)."""
+    text = httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
+    return {outcome: float(count) for outcome, count in
+            re.findall(r'^amanuensis_realtime_early_finals_total\{outcome="(\w+)"\} (\S+)$', text, re.M)}
+
+
 def reference(path) -> str:
     return REFERENCES[str(path.resolve())]
 
@@ -73,7 +81,8 @@ def lin2ulaw(samples: np.ndarray) -> bytes:
 
 def test_live_deltas_before_the_clip_ends_and_final_text_matches_reference(server):
     """A 9.7 s clip at 1x in 100 ms appends with server VAD: deltas arrive while it plays (never
-    retracted: each only adds text), and the final texts match the reference within the dev WER."""
+    retracted: each only adds text), the final texts match the reference within the dev WER, and the
+    final decode of the last turn started at the pause that ended it."""
     data = pcm16(LJ, 24000, silence_s=1.5)
 
     async def scenario() -> tuple[Received, float, float]:
@@ -86,8 +95,12 @@ def test_live_deltas_before_the_clip_ends_and_final_text_matches_reference(serve
             await receive_until(connection, received, every_turn_completed(sender))
             return received, started, await sender
 
+    before = early_finals(server)
     received, started, last_append = asyncio.run(scenario())
+    after = early_finals(server)
     assert received.types()[:2] == ["session.created", "session.updated"], received.types()
+    # the last turn's final decode started when the speaker paused, and was the turn's
+    assert after["final"] > before.get("final", 0), (before, after)
     speech_end = started + len(pcm16(LJ, 24000)) / 48000
     early = [t for t in received.times(DELTA) if t < speech_end]
     assert len(early) >= 2, (received.types(), speech_end - started)

@@ -1,5 +1,6 @@
 """The realtime pieces on their own: G.711 tables, the streaming resampler, live VAD = offline VAD,
-turn detection on real speech, local agreement, the step and window policy, event validation."""
+turn detection on real speech (pauses too), local agreement, the step and window policy, event
+validation, the final decode's cleaning and token budget."""
 
 from __future__ import annotations
 
@@ -9,23 +10,24 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
+from amanuensis.asr.live_turns import LiveTurns, LiveVad, TurnDetection
 from amanuensis.asr.streaming import (
     Hypothesis,
-    LiveTurns,
-    LiveVad,
     StreamingPolicy,
     TurnBuffer,
-    TurnDetection,
     TurnStream,
     agreed_prefix,
+    agreed_words,
     remaining_words,
     split_words,
 )
+from amanuensis.asr.turn_final import EarlyFinal, FinalPolicy, keep_speech, likely_speech
 from amanuensis.asr.vad import default_vad
-from amanuensis.audio import decode_audio
+from amanuensis.audio import SAMPLE_RATE, decode_audio
 from amanuensis.server.realtime.codecs import ALAW, ULAW, AudioFormatError, InputDecoder, InputFormat, StreamResampler
-from amanuensis.server.realtime.config import SessionConfig, apply_update
+from amanuensis.server.realtime.config import SessionConfig, apply_update, transcribe_options
 from amanuensis.server.realtime.protocol import ProtocolError, parse_event
+from amanuensis.transcript import Segment, Transcript
 
 from .server_fixtures import JFK
 
@@ -80,9 +82,21 @@ def test_live_turns_on_real_speech_with_a_pause():
     stream = np.concatenate([silence, audio, silence])
     turns = LiveTurns(TurnDetection(silence_duration_ms=500, prefix_padding_ms=300))
     events = [e for i in range(0, len(stream), 1600) for e in turns.feed(stream[i : i + 1600])]
-    kinds = [e.kind for e in events]
+    kinds = [e.kind for e in events if e.kind in ("speech_started", "speech_stopped")]
     assert kinds[0] == "speech_started" and kinds[-1] == "speech_stopped", kinds
     assert kinds == ["speech_started", "speech_stopped"] * (len(kinds) // 2), kinds
+    # inside a turn a pause is announced once, and taken back only by speech before the stop
+    open_turn, paused = False, False
+    for event in events:
+        if event.kind == "speech_paused":
+            assert open_turn and not paused
+        elif event.kind == "speech_resumed":
+            assert open_turn and paused
+        elif event.kind == "speech_stopped":
+            open_turn = False
+        else:
+            open_turn = True
+        paused = event.kind == "speech_paused"
     assert 0.4 <= events[0].sample / 16000 <= 1.2  # speech begins about 1 s in, minus the padding
     assert events[-1].sample / 16000 >= 1.0 + 10.0  # and ends after the clip's last word
 
@@ -176,3 +190,116 @@ def test_session_update_changes_only_the_fields_it_names():
         apply_update(config, parse_event(json.dumps({"type": "session.update", "session": {
             "type": "transcription", "audio": {"input": {"format": {"type": "audio/pcmu", "rate": 24000}}}}})))
     assert raised.value.param == "session.audio.input.format.rate"
+
+
+def test_a_pause_inside_a_turn_is_announced_before_the_turn_stops():
+    audio = decode_audio(JFK)
+    silence = np.zeros(16000, dtype=np.float32)
+    stream = np.concatenate([silence, audio, silence])
+    turns = LiveTurns(TurnDetection(silence_duration_ms=900, early_final_ms=200))
+    events = [e for i in range(0, len(stream), 1600) for e in turns.feed(stream[i : i + 1600])]
+    kinds = [e.kind for e in events]
+    # JFK pauses between phrases: pauses shorter than the turn's silence come back as speech
+    assert "speech_resumed" in kinds, kinds
+    stop = max(k for k, kind in enumerate(kinds) if kind == "speech_stopped")
+    assert kinds[stop - 1] == "speech_paused", kinds  # the silence that ends the turn began as a pause
+    gap = (events[stop].sample - events[stop - 1].sample) / 16000
+    assert abs(gap - 0.7) < 0.05, gap  # 900 ms of silence stop the turn; the pause was called at 200 ms
+    never = LiveTurns(TurnDetection(silence_duration_ms=900, early_final_ms=None))
+    plain = [e.kind for i in range(0, len(stream), 1600) for e in never.feed(stream[i : i + 1600])]
+    assert plain == [k for k in kinds if k in ("speech_started", "speech_stopped")]
+
+
+def _segment(text: str, no_speech: float, logprob: float, k: int = 0) -> Segment:
+    return Segment(id=k, start=k, end=k + 1, text=text, avg_logprob=logprob, no_speech_prob=no_speech,
+                   compression_ratio=1.0, temperature=0.0, tokens=[])
+
+
+def test_final_keeps_speech_and_drops_unsure_guesses_at_silence():
+    policy = FinalPolicy(no_speech_prob=0.3, avg_logprob=-0.7)
+    speech = _segment(" Ask not what your country can do.", 0.05, -0.9, 0)  # unsure, but speech
+    guess = _segment(" you", 0.97, -0.71, 1)  # a cough read as a word
+    sure = _segment(" Thank you.", 0.5, -0.2, 2)  # the model is sure of it
+    assert likely_speech(speech, policy) and not likely_speech(guess, policy) and likely_speech(sure, policy)
+    transcript = Transcript(text="Ask not what your country can do. you Thank you.", language="en", duration=3.0,
+                            segments=[speech, guess, sure])
+    kept = keep_speech(transcript, policy)
+    assert kept.text == "Ask not what your country can do. Thank you."
+    assert [s.id for s in kept.segments] == [0, 1] and transcript.segments[1] is guess  # the input is unchanged
+    assert keep_speech(kept, policy) is kept
+
+
+def test_an_early_final_covers_only_its_own_turn():
+    early = EarlyFinal("item_a", 16000, object())
+    assert early.covers("item_a") and not early.covers("item_b") and not early.covers(None)
+
+
+def test_live_decodes_stop_at_their_token_budget():
+    """Live decodes are greedy and carry the token cap (32 + max_tokens_per_second × seconds new
+    tokens, which test_batched checks against CTranslate2): a model looping on a short turn stops
+    there instead of at the model's 224 tokens, while real speech decodes whole."""
+    from amanuensis.asr.engine import ChunkJob
+    from amanuensis.pipeline import get_transcriber
+
+    engine = get_transcriber().batched.engine
+    audio = decode_audio(JFK)  # 11 s, about 30 text tokens
+    for partial in (False, True):
+        options = transcribe_options(SessionConfig(), partial=partial)
+        settings = options.decode_settings()
+        assert options.beam_size == 1 and settings.max_tokens_per_second == FinalPolicy().max_tokens_per_second
+        assert settings.token_cap(len(audio) / SAMPLE_RATE) < 224
+    prompt = engine.prompt(engine.tokenizer(), [])
+    full = engine.run([ChunkJob(audio, prompt, settings)])[0]
+    assert "ask not what your country" in full.text.lower(), full.text
+    assert len(full.tokens) < settings.token_cap(len(audio) / SAMPLE_RATE)
+
+
+def test_a_decode_at_a_pause_settles_the_turn_up_to_the_pause():
+    stream = TurnStream(StreamingPolicy())
+    h = lambda text: Hypothesis.from_segments([(text, 1.0)])  # noqa: E731
+    stream.accept(h(" The cat"), (0, 16000), 0.1)
+    assert stream.accept(h(" The cat sat"), (0, 24000), 0.1) == ["The", " cat"]
+    # the final decode started at a pause 3 s in: its words past those confirmed are confirmed too
+    assert stream.settle(split_words(" The cat sat on the mat."), 3 * 16000) == [" sat", " on", " the", " mat."]
+    assert stream.window(4 * 16000) == (3 * 16000, 4 * 16000) and stream.prompt().endswith("on the mat.")
+    assert stream.lag_s(4 * 16000) == 1.0
+    # decoding goes on from the pause, agreement starting afresh
+    assert stream.accept(h(" And then"), (3 * 16000, 4 * 16000), 0.1) == []
+    assert stream.accept(h(" And then it"), (3 * 16000, 5 * 16000), 0.1) == [" And", " then"]
+    assert stream.settle(split_words(" The cat sat"), 2 * 16000) == []  # the window is past that pause
+    assert "".join(stream.confirmed) == "The cat sat on the mat. And then"
+
+
+def test_agreement_carries_over_one_word_read_two_ways():
+    previous = split_words(" I'm talking pretty fast here, there's nothing going on")
+    newest = split_words(" I'm talking pretty fast hear there's nothing going on and")
+    assert agreed_prefix(previous, newest) == 4
+    assert agreed_words(previous, newest, 4, slack=0) == 4  # plain LocalAgreement-2
+    assert agreed_words(previous, newest, 4, slack=2) == 9  # "hear" (the newest reading) and on to "on"
+    # a longer disagreement, or one word in common after it, is no agreement
+    assert agreed_words(split_words(" a b c d e f"), split_words(" a x y z e f"), 1, slack=2) == 1
+    assert agreed_words(split_words(" a b c d"), split_words(" a x c y"), 1, slack=2, rejoin=2) == 1
+    stream = TurnStream(StreamingPolicy(agreement_slack=2))
+    stream.accept(Hypothesis(previous), (0, 48000), 0.1)
+    assert "".join(stream.accept(Hypothesis(newest), (0, 56000), 0.1)) == (
+        "I'm talking pretty fast hear there's nothing going on")
+
+
+def test_realtime_is_a_declared_door_for_language_and_prompt():
+    from dataclasses import fields
+
+    from amanuensis.options import REALTIME, exposed
+    from amanuensis.server.realtime.protocol import Transcription
+
+    names = {option.name for option in exposed(REALTIME)}
+    assert names == {"language", "prompt"}
+    assert names <= set(Transcription.model_fields) and names <= {f.name for f in fields(SessionConfig)}
+    event = parse_event(json.dumps({"type": "session.update", "session": {"type": "transcription", "audio": {
+        "input": {"transcription": {"language": "EN", "prompt": "  Kennedy, Americans.  "}}}}}))
+    config, _ = apply_update(SessionConfig(), event)
+    assert (config.language, config.prompt) == ("en", "Kennedy, Americans.")  # taken as the other doors take them
+    final = transcribe_options(config, partial=False)
+    partial = transcribe_options(config, partial=True, prompt="ask not")
+    assert (final.language, final.initial_prompt) == ("en", "Kennedy, Americans.")
+    assert final.word_timestamps and final.vad_filter and final.beam_size == 1 and final.temperature == 0.0
+    assert partial.initial_prompt == "ask not" and not partial.word_timestamps and not partial.vad_filter

@@ -29,9 +29,12 @@ CLI = "cli"
 NATIVE = "transcribe"
 OPENAI = "openai"
 JOBS = "jobs"
-DOORS = (CLI, NATIVE, OPENAI, JOBS)
-"""`amanuensis transcribe`; POST /transcribe; POST /v1/audio/transcriptions and /translations;
-POST /v1/jobs and `amanuensis jobs submit` (a client of /v1/jobs, so the same options)."""
+REALTIME = "realtime"
+FILE_DOORS = (CLI, NATIVE, OPENAI, JOBS)
+"""The doors that take files: `amanuensis transcribe`; POST /transcribe; POST /v1/audio/transcriptions
+and /translations; POST /v1/jobs and `amanuensis jobs submit` (a client of /v1/jobs, so the same options)."""
+DOORS = (*FILE_DOORS, REALTIME)
+"""Every door: the file doors and WS /v1/realtime (a session's `audio.input.transcription`)."""
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -46,7 +49,7 @@ class Option:
     """bool, int, str, choice or temperature."""
     default: Any
     help: str
-    doors: tuple[str, ...] = DOORS
+    doors: tuple[str, ...] = FILE_DOORS
     attribute: str = ""
     """The TranscribeOptions field (default: `name`)."""
     choices: tuple[str, ...] = ()
@@ -141,10 +144,12 @@ def temperature_schedule(value: float | Sequence[float]) -> tuple[float, ...]:
 _SPEAKER_DOORS = (CLI, NATIVE, JOBS)
 
 OPTIONS: tuple[Option, ...] = (
-    Option("language", "str", None, "language code (en, de, …); detected when omitted", lowercase=True),
+    Option("language", "str", None, "language code (en, de, …); detected when omitted", lowercase=True,
+           doors=(*FILE_DOORS, REALTIME)),
     Option("task", "choice", "transcribe", "transcribe, or translate into English (multilingual models); "
            "the OpenAI routes take it from the path", choices=TASKS, doors=(CLI, NATIVE, JOBS)),
-    Option("prompt", "str", None, "initial prompt: vocabulary, names, spelling, style", attribute="initial_prompt"),
+    Option("prompt", "str", None, "initial prompt: vocabulary, names, spelling, style", attribute="initial_prompt",
+           doors=(*FILE_DOORS, REALTIME)),
     Option("temperature", "temperature", DEFAULT_TEMPERATURES,
            "sampling temperature 0-1: 0 decodes greedily and falls back to higher temperatures where a result "
            "fails Whisper's checks; above 0, that temperature alone; or a comma-separated schedule"),
@@ -257,7 +262,8 @@ class TranscribeOptions:
         return cls(**{key: value for key, value in data.items() if key in BY_FIELD})
 
 
-_DOOR_TITLES = {CLI: "`transcribe`", NATIVE: "`/transcribe`", OPENAI: "OpenAI", JOBS: "`/v1/jobs`, `jobs submit`"}
+_DOOR_TITLES = {CLI: "`transcribe`", NATIVE: "`/transcribe`", OPENAI: "OpenAI", JOBS: "`/v1/jobs`, `jobs submit`",
+                REALTIME: "`/v1/realtime`"}
 
 
 def describe_default(value: Any) -> str:

@@ -64,6 +64,7 @@ class BatchScheduler:
         self.batch_sizes: list[int] = []
         self.stats = BatchStats()
         self._pending: list[tuple[ChunkJob, Future, int]] = []
+        self._queued_at: dict[int, float] = {}  # id(future) -> submit time (for the debug log)
         self._submissions = 0
         self._callers = 0
         self._peaks: collections.deque[tuple[float, int]] = collections.deque()
@@ -80,6 +81,8 @@ class BatchScheduler:
                 raise SchedulerClosed("the batch scheduler is closed")
             self._submissions += 1
             self._pending.extend((job, future, self._submissions) for job, future in zip(jobs, futures))
+            now = time.monotonic()
+            self._queued_at.update((id(future), now) for future in futures)
             self._cond.notify_all()
         return futures
 
@@ -167,6 +170,8 @@ class BatchScheduler:
             if not live:
                 continue
             self._account(len(live), len({caller for _, _, caller in live}))
+            started = time.monotonic()
+            waits = [started - self._queued_at.pop(id(future), started) for _, future, _ in batch]
             try:
                 results = self._run([job for job, _, _ in live])
             except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
@@ -174,6 +179,9 @@ class BatchScheduler:
                 for _, future, _ in live:
                     future.set_exception(exc)
                 continue
+            log.debug("batch: jobs=%d beam=%d frames=%s wait_max_s=%.3f run_s=%.3f pending=%d", len(live),
+                      live[0][0].settings.beam_size, sorted({job.frames for job, _, _ in live}), max(waits),
+                      time.monotonic() - started, len(self._pending))
             for (_, future, _), result in zip(live, results, strict=True):
                 future.set_result(result)
 

@@ -1,10 +1,11 @@
-"""Live recognition policy: turns from a live VAD, re-decoding a growing turn, and local agreement.
+"""Live recognition policy: the turn's audio, re-decoding a growing turn, and local agreement.
 
-Nothing here knows about sockets. A session feeds 16 kHz samples in; `LiveTurns` says where speech
-starts and stops; `TurnStream` says when to decode the open turn again, which audio window and
+Nothing here knows about sockets. A session feeds 16 kHz samples in; `LiveTurns` (live_turns.py)
+says where speech starts and stops; `TurnStream` says when to decode the open turn again, which audio window and
 prompt to decode, and which words two successive hypotheses agree on (LocalAgreement-2: a word is
 confirmed once two decodes of growing audio both put it at the same place after the words already
-confirmed, so confirmed words are never taken back).
+confirmed, so confirmed words are never taken back). A decode of the turn up to a pause settles it:
+its words are confirmed and the window starts again at the pause.
 
 Lag cannot build up: the window decoded stays short (it moves forward past confirmed segments),
 and the step between decodes grows with the time a decode takes, so a session whose decodes are
@@ -13,7 +14,6 @@ slow decodes less often instead of queueing work behind the audio.
 
 from __future__ import annotations
 
-import collections
 import difflib
 import logging
 import re
@@ -23,137 +23,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..constants import SAMPLE_RATE
-from .vad import CONTEXT_SAMPLES, FRAME_SAMPLES, SileroVad, VadOptions, default_vad
 
 log = logging.getLogger(__name__)
 
 _WORD = re.compile(r"\s*\S+")
-LEVEL_FRAMES = 940
-"""Speech frames (about 30 s) whose median RMS is the level of speech for the energy gate."""
-MIN_LEVEL_FRAMES = 16
-"""The gate opens once Silero has scored this many frames (about 0.5 s) as speech."""
 _NORMAL = re.compile(r"[^\w']+")
-
-
-@dataclass(frozen=True)
-class TurnDetection:
-    """Server VAD settings (OpenAI's names): speech probability threshold, audio kept before the
-    speech start, and the silence that ends a turn."""
-
-    threshold: float = 0.5
-    prefix_padding_ms: int = 300
-    silence_duration_ms: int = 500
-    long_turn_s: float = 15.0
-    """A turn this long ends at the next pause Silero hears of `long_turn_pause_ms` (its final decode,
-    of the whole turn, would otherwise keep the speaker waiting)."""
-    long_turn_pause_ms: int = 200
-
-
-@dataclass(frozen=True)
-class VadEvent:
-    """Speech started or stopped at `sample` (samples since the stream began). A start includes the
-    prefix padding; a stop is where the turn's audio ends (after `silence_duration_ms` of silence)."""
-
-    kind: str
-    sample: int
-
-
-class LiveVad:
-    """Silero over audio that arrives in pieces: the recurrent state and the 64-sample context are
-    carried from call to call, so the probabilities equal those of one pass over the whole stream."""
-
-    def __init__(self, vad: SileroVad | None = None) -> None:
-        self.vad = vad or default_vad()
-        self._h = np.zeros((1, 1, 128), dtype=np.float32)
-        self._c = np.zeros((1, 1, 128), dtype=np.float32)
-        self._context = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
-        self._pending = np.zeros(0, dtype=np.float32)
-        self.frames = 0
-
-    def reset(self) -> None:
-        """Forget the recurrent state (Silero, carried over a long stream, can go deaf to a new voice)."""
-        self._h = np.zeros_like(self._h)
-        self._c = np.zeros_like(self._c)
-
-    def feed(self, samples: np.ndarray) -> np.ndarray:
-        """Speech probability of every 512-sample frame completed by `samples`."""
-        return self.feed_with_rms(samples)[0]
-
-    def feed_with_rms(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Speech probability and RMS of every 512-sample frame completed by `samples`."""
-        audio = np.concatenate([self._pending, np.asarray(samples, dtype=np.float32)])
-        count = len(audio) // FRAME_SAMPLES
-        self._pending = audio[count * FRAME_SAMPLES :]
-        if count == 0:
-            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.float32)
-        windows = audio[: count * FRAME_SAMPLES].reshape(count, FRAME_SAMPLES)
-        contexts = np.concatenate([self._context[None, :], windows[:-1, -CONTEXT_SAMPLES:]], axis=0)
-        batch = np.ascontiguousarray(np.concatenate([contexts, windows], axis=1))
-        probs, self._h, self._c = self.vad.session.run(None, {"input": batch, "h": self._h, "c": self._c})
-        self._context = windows[-1, -CONTEXT_SAMPLES:].copy()
-        self.frames += count
-        rms = np.sqrt(np.mean(np.square(windows), axis=1))
-        return np.asarray(probs, dtype=np.float32).reshape(-1)[:count], rms.astype(np.float32)
-
-
-class LiveTurns:
-    """Turn detection on a live stream: hysteresis on Silero's probabilities (on at `threshold`, off
-    below `threshold - 0.15`), a turn ending after `silence_duration_ms` below the off threshold.
-
-    As in the offline VAD (asr/vad.py), frames as loud as speech also count as speech: Silero misses
-    some voices (a cold, whispering), and over a long stream its state can go deaf to a new voice.
-    The level of speech is the median RMS of the recent frames Silero scored as speech; the gate stays
-    shut until it has heard some. Silero's state is reset after each turn."""
-
-    def __init__(self, options: TurnDetection, vad: SileroVad | None = None,
-                 gate: VadOptions | None = None) -> None:
-        self.options = options
-        self.gate = gate or VadOptions()
-        self.live = LiveVad(vad)
-        self.in_speech = False
-        self._silent_frames = 0
-        self._quiet_frames = 0  # frames in a row Silero alone calls silence
-        self._turn_frames = 0
-        self._speech_rms: collections.deque[float] = collections.deque(maxlen=LEVEL_FRAMES)
-
-    def _scores(self, probs: np.ndarray, rms: np.ndarray) -> list[float]:
-        self._speech_rms.extend(rms[probs >= self.options.threshold].tolist())
-        if self.gate.energy_gate_db is None or len(self._speech_rms) < MIN_LEVEL_FRAMES:
-            return probs.tolist()
-        level = float(np.median(np.fromiter(self._speech_rms, dtype=np.float32)))
-        floor = max(self.gate.energy_floor, level * 10 ** (self.gate.energy_gate_db / 20))
-        return np.maximum(probs, np.clip(rms / (2 * floor), 0.0, 1.0)).tolist()
-
-    @property
-    def off_threshold(self) -> float:
-        """Probability below which a frame counts as silence."""
-        return max(self.options.threshold - 0.15, 0.01)
-
-    def feed(self, samples: np.ndarray) -> list[VadEvent]:
-        """Score `samples`; return the speech starts and stops they complete, in order."""
-        first = self.live.frames
-        events: list[VadEvent] = []
-        silence_frames = max(1, round(self.options.silence_duration_ms * SAMPLE_RATE / 1000 / FRAME_SAMPLES))
-        padding = round(self.options.prefix_padding_ms * SAMPLE_RATE / 1000)
-        long_turn = round(self.options.long_turn_s * SAMPLE_RATE / FRAME_SAMPLES)
-        long_pause = max(1, round(self.options.long_turn_pause_ms * SAMPLE_RATE / 1000 / FRAME_SAMPLES))
-        probs, rms = self.live.feed_with_rms(samples)
-        for offset, (p, raw) in enumerate(zip(self._scores(probs, rms), probs.tolist())):
-            frame = first + offset
-            if not self.in_speech:
-                if p >= self.options.threshold:
-                    self.in_speech, self._silent_frames, self._quiet_frames, self._turn_frames = True, 0, 0, 0
-                    events.append(VadEvent("speech_started", max(0, frame * FRAME_SAMPLES - padding)))
-                continue
-            self._turn_frames += 1
-            self._silent_frames = 0 if p >= self.off_threshold else self._silent_frames + 1
-            self._quiet_frames = 0 if raw >= self.off_threshold else self._quiet_frames + 1
-            paused = self._turn_frames >= long_turn and self._quiet_frames >= long_pause
-            if self._silent_frames >= silence_frames or paused:
-                self.in_speech = False
-                self.live.reset()
-                events.append(VadEvent("speech_stopped", (frame + 1) * FRAME_SAMPLES))
-        return events
 
 
 class TurnBuffer:
@@ -244,6 +118,25 @@ def agreed_prefix(first: Sequence[str], second: Sequence[str]) -> int:
     return count
 
 
+def agreed_words(previous: Sequence[str], newest: Sequence[str], start: int = 0, slack: int = 2,
+                 rejoin: int = 2) -> int:
+    """How many leading words of `newest` the `previous` hypothesis supports, given that they agree on
+    the first `start` words: from there, over disagreements of at most `slack` words each (the newest
+    reading wins there) wherever they agree again on `rejoin` words or more after one. One word read
+    two ways (fast speech, a name) then no longer holds back every word after it. slack=0 (or
+    `start` short of their common prefix) gives the plain common prefix (LocalAgreement-2)."""
+    a, b = [normal(w) for w in previous[start:]], [normal(w) for w in newest[start:]]
+    end_a = end_b = 0
+    for block in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
+        if block.size == 0:
+            break
+        gap = max(block.a - end_a, block.b - end_b)
+        if gap and (gap > slack or block.size < rejoin):
+            break
+        end_a, end_b = block.a + block.size, block.b + block.size
+    return start + end_b
+
+
 def remaining_words(confirmed: Sequence[str], final: Sequence[str]) -> list[str]:
     """The words of `final` after the part the confirmed words already cover (aligned word by word,
     without case and punctuation): what a last delta must add so the deltas read like the final text."""
@@ -272,6 +165,9 @@ class StreamingPolicy:
     settle_s: float = 1.0
     """The window moves only to a segment end at least this far before the audio's end."""
     prompt_chars: int = 200
+    agreement_slack: int = 2
+    """Words two hypotheses may read differently and still agree past (see `agreed_words`; 0: the plain
+    common prefix)."""
     """Characters of confirmed text before the window given to the decoder as its prompt."""
 
 
@@ -321,6 +217,8 @@ class TurnStream:
         new: list[str] = []
         if self._previous is not None:
             agreed = agreed_prefix(self._previous, words)
+            if agreed >= self._in_window:  # words already confirmed are never read past a disagreement
+                agreed = agreed_words(self._previous, words, agreed, self.policy.agreement_slack)
             if agreed > self._in_window:
                 new = words[self._in_window : agreed]
                 self._in_window = agreed
@@ -333,6 +231,24 @@ class TurnStream:
             forced[0] = forced[0].lstrip()
         self.confirmed.extend(forced)
         return new + forced
+
+    def settle(self, words: Sequence[str], at: int) -> list[str]:
+        """Take a decode of the turn's audio up to turn sample `at`, where the speaker paused (the final
+        decode started at a pause): confirm its words past those already confirmed, and start the
+        window at `at` (a pause is a word boundary). Returns the words newly confirmed; nothing when
+        the window has already moved past `at`."""
+        if at < self.window_start:
+            return []
+        new = remaining_words(self.confirmed, words)
+        if not self.confirmed and new:
+            new[0] = new[0].lstrip()
+        self.confirmed.extend(new)
+        self._before_window = self.confirmed[-100:]
+        self.window_start = at
+        self.decoded_to = max(self.decoded_to, at)
+        self._in_window = 0
+        self._previous = None
+        return new
 
     def _advance(self, hypothesis: Hypothesis, length_s: float) -> list[str]:
         """Move the window past confirmed segments once it is long; returns words confirmed by force."""

@@ -91,6 +91,13 @@ class _RealtimeCollector(Collector):
         yield lag
         yield GaugeMetricFamily("amanuensis_realtime_max_lag_seconds", "The largest lag of the open sessions",
                                 live.get("max_lag_s", 0.0))
+        early = CounterMetricFamily("amanuensis_realtime_early_finals",
+                                    "Final decodes started at a pause: the turn's final (final), speech went on "
+                                    "(resumed: its words still confirmed), the turn cleared (cleared)",
+                                    labels=["outcome"])
+        for outcome, count in (live.get("early_finals") or {}).items():
+            early.add_metric([outcome], count)
+        yield early
 
 
 class Metrics:

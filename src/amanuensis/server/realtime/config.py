@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ...asr.streaming import TurnDetection
-from ...pipeline import TranscribeOptions
+from ...asr.decoding import DecodeSettings
+from ...asr.live_turns import TurnDetection
+from ...asr.turn_final import FinalPolicy
+from ...options import REALTIME, TranscribeOptions, exposed
 from .codecs import InputFormat
 from .protocol import BETA_FORMATS, BetaSessionUpdate, ProtocolError, SessionUpdate
 
 GA_INPUT = "session.audio.input"
+DECLARED = {option.name: option for option in exposed(REALTIME)}
+"""The transcription options a session sets (amanuensis.options: language, prompt), by name: fields
+of `audio.input.transcription` and of SessionConfig."""
 BETA_PARAMS = {"model": "session.input_audio_transcription.model",
                "language": "session.input_audio_transcription.language",
                "format": "session.input_audio_format"}
@@ -94,21 +99,31 @@ def apply_update(config: SessionConfig, event: SessionUpdate | BetaSessionUpdate
             transcription = audio_input.transcription
         params = {"model": f"{GA_INPUT}.transcription.model", "language": f"{GA_INPUT}.transcription.language"}
     if transcription is not None:
-        for name in ("model", "language", "prompt"):
+        for name in ("model", *DECLARED):
             if name in transcription.model_fields_set:
                 value = getattr(transcription, name)
-                changes[name] = value or None
+                changes[name] = (DECLARED[name].parse(value) if name in DECLARED and value else value) or None
     return replace(config, **changes), params
 
 
-def transcribe_options(config: SessionConfig, *, partial: bool, prompt: str | None = None) -> TranscribeOptions:
-    """The one mapping from a session to TranscribeOptions. Partial decodes (the open turn, again and
-    again) are greedy, on the window as it is (it is speech already); the final decode of a turn is a
-    normal transcription with word timestamps (each turn on its own: prompting it with the earlier
-    turns' text made tiny.en repeat itself: 87.7 % WER against 73.7 % on the hard MFA dev clips). `prompt`:
-    the partial decode's prompt (the session's prompt and the turn's words before the window)."""
+def transcribe_options(config: SessionConfig, *, partial: bool, prompt: str | None = None,
+                       policy: FinalPolicy = FinalPolicy()) -> TranscribeOptions:
+    """The one mapping from a session to TranscribeOptions: the options the session sets (declared for
+    the realtime door in amanuensis.options: language, prompt), then realtime's own decoding. Every
+    decode is greedy, at temperature 0
+    alone, and stops generating at `policy.max_tokens_per_second`: tiny.en can loop on a short
+    hesitant turn, and a loop run to 448 tokens at each fallback temperature kept the speaker waiting
+    9 s. Partial decodes (the open turn, again and again) take the window as it is (it is speech
+    already); the final decode of a turn is a transcription with VAD and word timestamps, each turn on
+    its own: prompting it with the earlier turns' text made tiny.en repeat itself (87.7 % WER against
+    73.7 % on the hard MFA dev clips). On the dev clips' turns (4 × 120 s, turns cut by the live VAD)
+    this reads 18.1 % WER, against 19.6-21.1 % with beam 5 or with temperature fallback, in half the
+    time of beam 5. `prompt`: the partial decode's prompt (the session's prompt and the turn's words
+    before the window)."""
+    declared = TranscribeOptions.from_door(REALTIME, {name: getattr(config, name) for name in DECLARED})
+    final = replace(declared, beam_size=1, best_of=1, temperature=0.0, vad_filter=True, word_timestamps=True,
+                    decoding=DecodeSettings(max_tokens_per_second=policy.max_tokens_per_second))
     if partial:
-        return TranscribeOptions(language=config.language, beam_size=1, best_of=1, temperature=0.0,
-                                 initial_prompt=prompt, vad_filter=False, condition_on_previous_text=False)
-    return TranscribeOptions(language=config.language, initial_prompt=config.prompt, vad_filter=True,
-                             word_timestamps=True)
+        return replace(final, initial_prompt=prompt, vad_filter=False, word_timestamps=False,
+                       condition_on_previous_text=False)
+    return final

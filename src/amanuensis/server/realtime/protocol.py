@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ...transcript import Transcript
+
 MAX_APPEND_BASE64 = 10 * 1024 * 1024
 """Longest `audio` string one input_audio_buffer.append may carry (about 7.5 MiB of audio)."""
 
@@ -160,3 +162,24 @@ def error_event(error: ProtocolError) -> dict:
     """The `error` event for `error`."""
     return server_event("error", error={"type": error.kind, "code": error.code, "message": error.message,
                                         "param": error.param, "event_id": error.event_id})
+
+
+def delta_event(item_id: str | None, text: str) -> dict:
+    """`conversation.item.input_audio_transcription.delta`: words added to a turn's text."""
+    return server_event("conversation.item.input_audio_transcription.delta", item_id=item_id, content_index=0,
+                        delta=text)
+
+
+def completed_event(item_id: str, transcript: Transcript, start_s: float, seconds: float, model: str) -> dict:
+    """`conversation.item.input_audio_transcription.completed` for the final transcript of a turn that
+    starts `start_s` into the session and lasts `seconds`, with word times on the session's clock in the
+    `amanuensis` extension field."""
+    start_ms, end_ms = int(start_s * 1000 + 1e-6), int((start_s + seconds) * 1000 + 1e-6)  # as _ms() would
+    words = [{"word": w.word, "start": round(w.start + start_s, 3), "end": round(w.end + start_s, 3),
+              "probability": w.probability}
+             for segment in transcript.segments for w in (segment.words or [])]
+    return server_event(
+        "conversation.item.input_audio_transcription.completed", item_id=item_id, content_index=0,
+        transcript=transcript.text, usage={"type": "duration", "seconds": round(seconds, 3)},
+        amanuensis={"words": words, "audio_start_ms": start_ms, "audio_end_ms": end_ms,
+                    "language": transcript.language, "model": model})

@@ -7,11 +7,13 @@ One sender writes every server event, so events leave in the order they were mad
 receiver ends (the client left, or the idle timeout closed the session) the open turn is closed,
 its final decode runs, and the session waits for it before the socket is closed.
 
-The `.completed` transcript comes from one decode of the whole turn with the full context, so it may
-differ from the concatenated deltas: deltas are confirmed early from partial audio, and where the full
-decode reads a word differently the final text wins. The deltas are never retracted; a last delta
-after the final decode adds the words the deltas had not reached yet, so a client that only shows
-deltas ends each turn with the final words too.
+The `.completed` transcript comes from one decode of the whole turn, so it may differ from the
+concatenated deltas: deltas are confirmed early from partial audio, and where the full decode reads a
+word differently the final text wins. The deltas are never retracted; a last delta after the final
+decode adds the words the deltas had not reached yet, so a client that only shows deltas ends each
+turn with the final words too. That decode starts when the speaker pauses (`speech_paused`): if the
+turn then stops, it is the turn's final decode; if speech resumes, its words still become deltas
+and the open turn's window starts at the pause.
 """
 
 from __future__ import annotations
@@ -20,26 +22,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
 
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ...asr.streaming import (
-    Hypothesis,
-    LiveTurns,
-    StreamingPolicy,
-    TurnBuffer,
-    TurnStream,
-    remaining_words,
-    split_words,
-)
+from ...asr.live_turns import LiveTurns
+from ...asr.streaming import StreamingPolicy, TurnBuffer, TurnStream
+from ...asr.turn_final import EarlyFinal, FinalPolicy
 from ...constants import SAMPLE_RATE
 from ...errors import AmanuensisError, OptionsError
 from ...pipeline import Transcriber
-from ...transcript import Transcript
 from .codecs import AudioFormatError, InputDecoder
 from .config import SessionConfig, apply_update, transcribe_options
+from .decoding import ClosedTurn, TurnDecoding
 from .protocol import (
     Append,
     BetaSessionUpdate,
@@ -63,24 +58,11 @@ PREROLL_SECONDS = 5
 """Audio kept between turns: the longest prefix_padding_ms a session may ask for."""
 
 
-@dataclass
-class ClosedTurn:
-    """A committed turn waiting for its final decode."""
-
-    item_id: str
-    start: int
-    audio: np.ndarray
-    confirmed: list[str]
-    config: SessionConfig
-    transcriber: Transcriber
-    closed_at: float
-
-
 def _ms(samples: int) -> int:
     return int(samples * 1000 // SAMPLE_RATE)
 
 
-class RealtimeSession:
+class RealtimeSession(TurnDecoding):
     """The state and tasks of one session; `run()` drives it until the socket closes."""
 
     def __init__(self, websocket: WebSocket, *, session_id: str, sessions: RealtimeSessions, pool: object,
@@ -102,6 +84,8 @@ class RealtimeSession:
         self.item_id: str | None = None
         self.previous_item_id: str | None = None
         self.stream: TurnStream | None = None
+        self.early: EarlyFinal | None = None
+        self.final_policy = FinalPolicy()
         self.out: asyncio.Queue[dict | None] = asyncio.Queue()
         self.finals: asyncio.Queue[ClosedTurn | None] = asyncio.Queue()
         self.pending_finals: list[ClosedTurn] = []
@@ -238,6 +222,10 @@ class RealtimeSession:
                 self._open_turn()
                 self._emit(server_event("input_audio_buffer.speech_started", audio_start_ms=_ms(start),
                                         item_id=self.item_id))
+            elif vad.kind == "speech_paused" and self.stream is not None:
+                self._start_early_final(vad.sample)
+            elif vad.kind == "speech_resumed":
+                self._detach_early_final()
             elif vad.kind == "speech_stopped" and self.stream is not None:
                 self._emit(server_event("input_audio_buffer.speech_stopped", audio_end_ms=_ms(vad.sample),
                                         item_id=self.item_id))
@@ -262,6 +250,7 @@ class RealtimeSession:
             self.turns.in_speech = False
 
     def _clear(self) -> None:
+        self._detach_early_final(resumed=False)
         self.buffer.clear()
         self.stream = None
         self.item_id = None
@@ -283,8 +272,13 @@ class RealtimeSession:
         if self.stream is None or self.item_id is None:
             return
         start, audio = self.buffer.take_turn(end)
+        early = self.early.result if self.early is not None and self.early.covers(self.item_id) else None
+        if early is not None:
+            self.sessions.early_outcome("final")
+            self.early = None
+        self._detach_early_final()
         turn = ClosedTurn(self.item_id, start, audio, list(self.stream.confirmed), self.config, self.transcriber,
-                          time.monotonic())
+                          time.monotonic(), early)
         self._emit(server_event("input_audio_buffer.committed", item_id=self.item_id,
                                 previous_item_id=self.previous_item_id))
         self.previous_item_id, self.item_id, self.stream = self.item_id, None, None
@@ -300,92 +294,6 @@ class RealtimeSession:
         if self.pending_finals:
             lag = max(lag, time.monotonic() - self.pending_finals[0].closed_at)
         self.sessions.set_lag(self.id, lag)
-
-    # -- decoding --------------------------------------------------------------------------------
-
-    async def _transcriber(self, name: str | None) -> tuple[Transcriber, str]:
-        info = await asyncio.to_thread(self.pool.resolve, name)
-        transcriber = await asyncio.to_thread(self.pool.get, info, self.slot)
-        return transcriber, info.name
-
-    async def _partials(self) -> None:
-        """Decode the open turn whenever the policy says it is due; send the newly confirmed words."""
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            stream, item_id = self.stream, self.item_id
-            if stream is None:
-                continue
-            if self.sessions.finals_pending:  # finals first: retried at the next append
-                continue
-            available = len(self.buffer.turn_audio())
-            if not stream.due(available):
-                continue
-            window = stream.window(available)
-            audio = self.buffer.turn_audio()[window[0] : window[1]].copy()
-            options = transcribe_options(self.config, partial=True, prompt=stream.prompt())
-            started = time.perf_counter()
-            try:
-                transcript = await self.loop.run_in_executor(
-                    self.sessions.executor, self.transcriber.transcribe, audio, options)
-            except Exception:  # noqa: BLE001 - a failed partial costs one step; the final decode reports
-                log.exception("realtime session %s: partial decode failed", self.id)
-                continue
-            if self.stream is not stream:
-                continue  # the turn closed (or was cleared) meanwhile
-            hypothesis = Hypothesis.from_segments([(s.text, s.end) for s in transcript.segments])
-            seconds = time.perf_counter() - started
-            words = stream.accept(hypothesis, window, seconds)
-            log.debug("realtime partial: session_id=%s window_s=%.2f decode_s=%.3f step_s=%.2f lag_s=%.2f new=%d",
-                      self.id, (window[1] - window[0]) / SAMPLE_RATE, seconds, stream.step_s,
-                      stream.lag_s(len(self.buffer.turn_audio())), len(words))
-            if words:
-                self._emit(self._delta(item_id, "".join(words)))
-            self._track_lag()
-            self.wake.set()  # audio that came during the decode may already make the next one due
-
-    async def _finals(self) -> None:
-        """Final decode of each closed turn, in order: the last delta, then `.completed` (or `.failed`)."""
-        while (turn := await self.finals.get()) is not None:
-            try:
-                transcript = await self.loop.run_in_executor(
-                    self.sessions.executor, turn.transcriber.transcribe, turn.audio,
-                    transcribe_options(turn.config, partial=False))
-            except Exception as exc:  # noqa: BLE001 - reported to the client as the turn's failure
-                log.exception("realtime session %s: final decode failed", self.id)
-                self._emit(server_event("conversation.item.input_audio_transcription.failed", item_id=turn.item_id,
-                                        content_index=0, error={"type": "server_error", "code": "transcription_failed",
-                                                                "message": str(exc), "param": None}))
-            else:
-                self._complete(turn, transcript)
-                log.debug("realtime final: session_id=%s turn_s=%.2f waited_s=%.3f", self.id,
-                          len(turn.audio) / SAMPLE_RATE, time.monotonic() - turn.closed_at)
-            self.pending_finals.remove(turn)
-            self.sessions.turn_done(self.id, len(turn.audio) / SAMPLE_RATE)
-            self._track_lag()
-
-    def _complete(self, turn: ClosedTurn, transcript: Transcript) -> None:
-        final = split_words(transcript.text)
-        rest = remaining_words(turn.confirmed, final)
-        if rest:
-            text = "".join(rest)
-            self._emit(self._delta(turn.item_id, text.lstrip() if not turn.confirmed else text))
-        offset = turn.start / SAMPLE_RATE
-        words = [{"word": w.word, "start": round(w.start + offset, 3), "end": round(w.end + offset, 3),
-                  "probability": w.probability}
-                 for segment in transcript.segments for w in (segment.words or [])]
-        seconds = len(turn.audio) / SAMPLE_RATE
-        self._emit(server_event(
-            "conversation.item.input_audio_transcription.completed", item_id=turn.item_id, content_index=0,
-            transcript=transcript.text, usage={"type": "duration", "seconds": round(seconds, 3)},
-            amanuensis={"words": words, "audio_start_ms": _ms(turn.start),
-                        "audio_end_ms": _ms(turn.start + len(turn.audio)), "language": transcript.language,
-                        "model": self.model_name}))
-
-    @staticmethod
-    def _delta(item_id: str | None, text: str) -> dict:
-        return server_event("conversation.item.input_audio_transcription.delta", item_id=item_id,
-                            content_index=0, delta=text)
 
     def _session(self) -> dict:
         return {"id": self.id, **self.config.describe(self.model_name)}

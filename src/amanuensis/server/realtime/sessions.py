@@ -32,6 +32,9 @@ class RealtimeSessions:
         decodes its open turn again (a final is what a speaker waits for; deltas can wait a step)."""
         self.turns = 0
         self.audio_s = 0.0
+        self.early_finals = {"final": 0, "resumed": 0, "cleared": 0}
+        """Final decodes started at a pause, by what became of them: the turn's final decode; speech went
+        on (its words were still confirmed); the turn was cleared."""
         self._serial = itertools.count()
         self._lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max(2, 2 * limit), thread_name_prefix="amanuensis-realtime")
@@ -66,6 +69,21 @@ class RealtimeSessions:
         with self._lock:
             self.finals_pending -= 1
 
+    def early_started(self) -> None:
+        """A final decode started at a pause (it goes before the partial decodes, as closed turns do)."""
+        with self._lock:
+            self.finals_pending += 1
+
+    def early_done(self) -> None:
+        """A final decode started at a pause has finished."""
+        with self._lock:
+            self.finals_pending -= 1
+
+    def early_outcome(self, outcome: str) -> None:
+        """Count what became of a final decode started at a pause (a key of `early_finals`)."""
+        with self._lock:
+            self.early_finals[outcome] += 1
+
     def turn_done(self, session_id: str, audio_s: float) -> None:
         """Count a finished turn of `audio_s` seconds (its final decode is done)."""
         with self._lock:
@@ -83,7 +101,7 @@ class RealtimeSessions:
             lags = {sid: stats.lag_s for sid, stats in self.open.items()}
             return {"open": len(lags), "limit": self.limit, "rejected": self.rejected, "turns": self.turns,
                     "audio_seconds": round(self.audio_s, 3), "lag_s": lags,
-                    "max_lag_s": max(lags.values(), default=0.0)}
+                    "max_lag_s": max(lags.values(), default=0.0), "early_finals": dict(self.early_finals)}
 
     def shutdown(self) -> None:
         """Stop the decode threads once their work is done."""
