@@ -179,11 +179,10 @@ class BatchScheduler:
                 for _, future, _ in live:
                     future.set_exception(exc)
                 continue
-            log.debug("batch: jobs=%d beam=%d frames=%s wait_max_s=%.3f run_s=%.3f pending=%d", len(live),
-                      live[0][0].settings.beam_size, sorted({job.frames for job, _, _ in live}), max(waits),
-                      time.monotonic() - started, len(self._pending))
             for (_, future, _), result in zip(live, results, strict=True):
                 future.set_result(result)
+            log.debug("batch: jobs=%d wait_max_s=%.3f run_s=%.3f pending=%d", len(live), max(waits),
+                      time.monotonic() - started, len(self._pending))
 
     def _account(self, size: int, callers: int) -> None:
         self.batch_sizes.append(size)
