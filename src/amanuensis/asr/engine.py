@@ -244,7 +244,7 @@ class WhisperEngine:
 
     def _generate(
         self, encoded: ctranslate2.StorageView, prompts: list[list[int]], settings: DecodeSettings, temperature: float,
-        beam_size: int | None = None, seconds: list[float] | None = None,
+        beam_size: int | None = None, *, seconds: list[float],
     ) -> list[Decoded]:
         if temperature > 0 and settings.seed is not None:
             ctranslate2.set_random_seed(settings.seed)
@@ -287,13 +287,11 @@ class WhisperEngine:
                                loop_start=loop_start(tokenizer, tokens, settings.compression_ratio_threshold)))
         return out
 
-    def _max_length(self, prompts: list[list[int]], settings: DecodeSettings, seconds: list[float] | None) -> int:
+    def _max_length(self, prompts: list[list[int]], settings: DecodeSettings, seconds: list[float]) -> int:
         """CTranslate2's max_length for these rows: the model's, or less where `settings.token_cap`
         bounds the new tokens of the longest chunk. (CTranslate2 stops a Whisper decode after
         min(max_length / 2, max_length - prompt + 1) new tokens, so the cap is mapped onto that rule.)"""
         limit = self.whisper.max_length
-        if not seconds:
-            return limit
         cap = settings.token_cap(max(seconds))
         if cap is None:
             return limit
@@ -305,19 +303,20 @@ class WhisperEngine:
         features: np.ndarray,
         prompts: list[list[int]],
         settings: DecodeSettings,
-        seconds: list[float] | None = None,
+        seconds: list[float],
     ) -> list[Decoded]:
+        """`seconds`: each row's audio length, which bounds its new tokens (`DecodeSettings.token_cap`)."""
         temperatures = settings.temperatures or (0.0,)
-        seconds = seconds or [0.0] * len(prompts)
         results = self._first_pass(encoded, features, prompts, settings, temperatures[0], seconds)
         tried: list[list[Decoded]] = [[r] for r in results]
         pending = [i for i, r in enumerate(results) if needs_fallback(r, settings)]
         pending = self._retry_without_previous_text(encoded, features, prompts, settings, results, tried, pending,
                                                     seconds)
-        if not settings.sample_unlikely:
-            for i in [i for i in pending if not too_repetitive(results[i], settings)]:
+        if not settings.sample_unlikely:  # an unlikely chunk keeps its best beam result; loops go on
+            loops = [i for i in pending if too_repetitive(results[i], settings)]
+            for i in set(pending) - set(loops):
                 results[i] = pick_best(tried[i], settings)
-            pending = [i for i in pending if too_repetitive(results[i], settings)]
+            pending = loops
         for temperature in temperatures[1:]:
             if not pending:
                 break
