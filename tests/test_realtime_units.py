@@ -76,12 +76,16 @@ def test_live_vad_in_100ms_pieces_equals_one_pass():
     assert np.max(np.abs(streamed - offline[: len(streamed)])) < 1e-4
 
 
-def test_live_turns_on_real_speech_with_a_pause():
-    audio = decode_audio(JFK)
+def _jfk_turn_events(detection: TurnDetection) -> list:
+    """The live-turn events of JFK between 1 s silences, fed in 100 ms pieces."""
     silence = np.zeros(16000, dtype=np.float32)
-    stream = np.concatenate([silence, audio, silence])
-    turns = LiveTurns(TurnDetection(silence_duration_ms=500, prefix_padding_ms=300))
-    events = [e for i in range(0, len(stream), 1600) for e in turns.feed(stream[i : i + 1600])]
+    stream = np.concatenate([silence, decode_audio(JFK), silence])
+    turns = LiveTurns(detection)
+    return [e for i in range(0, len(stream), 1600) for e in turns.feed(stream[i : i + 1600])]
+
+
+def test_live_turns_on_real_speech_with_a_pause():
+    events = _jfk_turn_events(TurnDetection(silence_duration_ms=500, prefix_padding_ms=300))
     kinds = [e.kind for e in events if e.kind in ("speech_started", "speech_stopped")]
     assert kinds[0] == "speech_started" and kinds[-1] == "speech_stopped", kinds
     assert kinds == ["speech_started", "speech_stopped"] * (len(kinds) // 2), kinds
@@ -193,11 +197,7 @@ def test_session_update_changes_only_the_fields_it_names():
 
 
 def test_a_pause_inside_a_turn_is_announced_before_the_turn_stops():
-    audio = decode_audio(JFK)
-    silence = np.zeros(16000, dtype=np.float32)
-    stream = np.concatenate([silence, audio, silence])
-    turns = LiveTurns(TurnDetection(silence_duration_ms=900, early_final_ms=200))
-    events = [e for i in range(0, len(stream), 1600) for e in turns.feed(stream[i : i + 1600])]
+    events = _jfk_turn_events(TurnDetection(silence_duration_ms=900, early_final_ms=200))
     kinds = [e.kind for e in events]
     # JFK pauses between phrases: pauses shorter than the turn's silence come back as speech
     assert "speech_resumed" in kinds, kinds
@@ -205,8 +205,7 @@ def test_a_pause_inside_a_turn_is_announced_before_the_turn_stops():
     assert kinds[stop - 1] == "speech_paused", kinds  # the silence that ends the turn began as a pause
     gap = (events[stop].sample - events[stop - 1].sample) / 16000
     assert abs(gap - 0.7) < 0.05, gap  # 900 ms of silence stop the turn; the pause was called at 200 ms
-    never = LiveTurns(TurnDetection(silence_duration_ms=900, early_final_ms=None))
-    plain = [e.kind for i in range(0, len(stream), 1600) for e in never.feed(stream[i : i + 1600])]
+    plain = [e.kind for e in _jfk_turn_events(TurnDetection(silence_duration_ms=900, early_final_ms=None))]
     assert plain == [k for k in kinds if k in ("speech_started", "speech_stopped")]
 
 

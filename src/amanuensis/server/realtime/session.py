@@ -110,7 +110,7 @@ class RealtimeSession(TurnDecoding):
             with contextlib.suppress(Exception):
                 await finals
             for _ in self.pending_finals:  # turns whose final decode never ran (the task failed)
-                self.sessions.turn_dropped()
+                self.sessions.final_waiting(-1)
             if close is not None:  # said after the open turn's `.completed`, just before the close
                 await self.send(error_event(ProtocolError(close[1], None, close[2])))
             partials.cancel()
@@ -283,7 +283,7 @@ class RealtimeSession(TurnDecoding):
                                 previous_item_id=self.previous_item_id))
         self.previous_item_id, self.item_id, self.stream = self.item_id, None, None
         self.pending_finals.append(turn)
-        self.sessions.turn_closed()
+        self.sessions.final_waiting(+1)
         self.finals.put_nowait(turn)
 
     def _emit(self, event: dict) -> None:

@@ -59,25 +59,11 @@ class RealtimeSessions:
         if stats is not None:
             stats.lag_s = round(lag_s, 3)
 
-    def turn_closed(self) -> None:
-        """A turn waits for its final decode."""
+    def final_waiting(self, change: int) -> None:
+        """+1 when a final decode is owed (a turn closed, or one started at a pause: partial decodes
+        wait for it), -1 when one is no longer owed (the turn dropped, the early decode done)."""
         with self._lock:
-            self.finals_pending += 1
-
-    def turn_dropped(self) -> None:
-        """A closed turn that will get no final decode."""
-        with self._lock:
-            self.finals_pending -= 1
-
-    def early_started(self) -> None:
-        """A final decode started at a pause (it goes before the partial decodes, as closed turns do)."""
-        with self._lock:
-            self.finals_pending += 1
-
-    def early_done(self) -> None:
-        """A final decode started at a pause has finished."""
-        with self._lock:
-            self.finals_pending -= 1
+            self.finals_pending += change
 
     def early_outcome(self, outcome: str) -> None:
         """Count what became of a final decode started at a pause (a key of `early_finals`)."""
