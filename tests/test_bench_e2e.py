@@ -62,6 +62,11 @@ def test_orders_join_the_files_in_several_orders_and_report_each(capsys):
     single = sum(decode_audio(f).shape[0] for f in files) / SAMPLE_RATE
     assert report["audio_seconds"] == pytest.approx(3 * single, abs=0.1)
     assert any("WER % by order" in line for line in out)
+    for part in report["sources"].values():  # each source's spread over the orders, too
+        (row,) = part["rows"]
+        assert len(row["wer_by_order"]) == 3
+        assert min(row["wer_by_order"]) <= row["wer"] <= max(row["wer_by_order"])
+    assert sum("WER % by order" in line for line in out) == 1 + len(report["sources"])
 
 
 def test_orders_need_concat(capsys):

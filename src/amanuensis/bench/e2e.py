@@ -202,9 +202,12 @@ def run(
     for source in sources:
         members = [k for k, item in enumerate(items) if item.source == source]
         length = sum(len(items[k].audio) for k in members) / SAMPLE_RATE
-        by_source[source] = {"audio_seconds": round(length, 2), "rows": [
-            _row(mode, seconds[source, mode], length, [refs[k] for k in members], [texts[mode][k] for k in members])
-            for mode in modes]}
+        part = [_row(mode, seconds[source, mode], length, [refs[k] for k in members],
+                     [texts[mode][k] for k in members]) for mode in modes]
+        if any(refs[k] for k in members) and orders > 1:  # a source's items are its joins, order by order
+            for row, mode in zip(part, modes, strict=True):
+                row["wer_by_order"] = [round(word_error_rate([refs[k]], [texts[mode][k]]), 4) for k in members]
+        by_source[source] = {"audio_seconds": round(length, 2), "rows": part}
     report = {"audio_seconds": round(audio_seconds, 2), "rows": rows, "sources": by_source}
     if "amanuensis" in modes:
         report["profile"] = {"seconds": {k: round(v, 3) for k, v in profiled.seconds.items()},
@@ -273,6 +276,8 @@ def _table(report: dict) -> str:
     for source, part in report.get("sources", {}).items():
         lines.append(f"-- {source} ({part['audio_seconds']:.1f} s)")
         lines.extend(_lines(part["rows"], "  "))
+        lines.extend(f"  {r['name']:22} WER % by order: " + " ".join(f"{100 * w:.2f}" for w in r["wer_by_order"])
+                     for r in part["rows"] if "wer_by_order" in r)
     if "profile" in report:
         lines.append(f"amanuensis profile: {report['profile']}")
     return "\n".join(lines)
