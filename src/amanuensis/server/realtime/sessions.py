@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -35,14 +37,18 @@ class RealtimeSessions:
         self.early_finals = {"final": 0, "resumed": 0, "cleared": 0}
         """Final decodes started at a pause, by what became of them: the turn's final decode; speech went
         on (its words were still confirmed); the turn was cleared."""
+        self.shutting_down = False
+        self.stops: dict[str, asyncio.Event] = {}
+        """Per open session, set when the server shuts down: the session finishes its open turn and closes."""
         self._serial = itertools.count()
         self._lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max(2, 2 * limit), thread_name_prefix="amanuensis-realtime")
 
     def try_open(self, session_id: str) -> int | None:
-        """Register a session; returns its serial number, or None when `limit` sessions are open."""
+        """Register a session; returns its serial number, or None when `limit` sessions are open (or the
+        server is shutting down)."""
         with self._lock:
-            if len(self.open) >= self.limit:
+            if len(self.open) >= self.limit or self.shutting_down:
                 self.rejected += 1
                 return None
             self.open[session_id] = SessionStats()
@@ -52,6 +58,18 @@ class RealtimeSessions:
         """Forget a session."""
         with self._lock:
             self.open.pop(session_id, None)
+            self.stops.pop(session_id, None)
+
+    async def finish(self, timeout_s: float) -> int:
+        """The server is shutting down: ask every open session to finish its open turn (its `.completed`
+        sent) and close; wait up to `timeout_s` for them. Returns how many were still open then."""
+        self.shutting_down = True
+        for stop in list(self.stops.values()):
+            stop.set()
+        deadline = time.monotonic() + timeout_s
+        while self.open and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return len(self.open)
 
     def set_lag(self, session_id: str, lag_s: float) -> None:
         """Record a session's current lag."""
