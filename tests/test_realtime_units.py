@@ -389,3 +389,45 @@ def test_partial_decodes_fit_the_shortest_encoder_window():
     assert window_frames(longest, partial.window_margin_s) == SHORTEST_WINDOW_FRAMES
     assert window_frames(longest, final.window_margin_s) > SHORTEST_WINDOW_FRAMES
     assert final.window_margin_s == transcribe_options(SessionConfig(), partial=True).decode_settings().window_margin_s
+
+
+def test_finals_hold_back_partial_decodes_only_on_their_own_replica():
+    """With `--workers 2` a final owed on one model replica does not stop the open turns of sessions on
+    the other replica from being decoded."""
+    from amanuensis.server.realtime.sessions import RealtimeSessions
+
+    sessions, first, second = RealtimeSessions(2), object(), object()
+    try:
+        sessions.try_open("sess_a")
+        sessions.final_waiting(+1, first)  # a turn closed on the first replica
+        assert sessions.finals_pending_on(first) == 1 and sessions.finals_pending_on(second) == 0
+        sessions.turn_done("sess_a", 1.5, first)
+        assert sessions.finals_pending_on(first) == 0 and sessions.snapshot()["turns"] == 1
+    finally:
+        sessions.shutdown()
+
+
+def test_shutdown_asks_open_sessions_to_finish_and_takes_no_new_ones():
+    import asyncio
+
+    from amanuensis.server.realtime.sessions import RealtimeSessions
+
+    sessions = RealtimeSessions(2)
+
+    async def run() -> tuple[int, bool, int | None]:
+        sessions.try_open("sess_a")
+        stop = sessions.stops.setdefault("sess_a", asyncio.Event())
+
+        async def session() -> None:  # a session that closes once asked to
+            await stop.wait()
+            sessions.close("sess_a")
+
+        task = asyncio.create_task(session())
+        left = await sessions.finish(5.0)
+        await task
+        return left, stop.is_set(), sessions.try_open("sess_b")
+
+    try:
+        assert asyncio.run(run()) == (0, True, None)
+    finally:
+        sessions.shutdown()

@@ -53,9 +53,10 @@ class TurnDecoding:
         self._detach_early_final()
         audio = self.buffer.turn_audio(end).copy()
         options = transcribe_options(self.config, partial=False)
-        self.sessions.final_waiting(+1)
-        future = self.loop.run_in_executor(self.sessions.executor, self.transcriber.transcribe, audio, options)
-        future.add_done_callback(lambda _: self.sessions.final_waiting(-1))
+        transcriber = self.transcriber
+        self.sessions.final_waiting(+1, transcriber)
+        future = self.loop.run_in_executor(self.sessions.executor, transcriber.transcribe, audio, options)
+        future.add_done_callback(lambda _: self.sessions.final_waiting(-1, transcriber))
         self.early = EarlyFinal(self.item_id or "", end, future)
         future.add_done_callback(lambda done, early=self.early, stream=self.stream: self._settle(early, stream, done))
         log.debug("realtime early final: session_id=%s turn_s=%.2f", self.id, len(audio) / SAMPLE_RATE)
@@ -94,7 +95,7 @@ class TurnDecoding:
             stream, item_id = self.stream, self.item_id
             if stream is None:
                 continue
-            if self.sessions.finals_pending:  # finals first: retried at the next append
+            if self.sessions.finals_pending_on(self.transcriber):  # finals first: retried at the next append
                 continue
             if self.early is not None:  # a pause: nothing new to confirm until speech resumes
                 continue
@@ -144,7 +145,7 @@ class TurnDecoding:
                           started - turn.closed_at, time.monotonic() - started, len(split_words(transcript.text)),
                           len(turn.confirmed), rest, turn.early is not None)
             self.pending_finals.remove(turn)
-            self.sessions.turn_done(self.id, len(turn.audio) / SAMPLE_RATE)
+            self.sessions.turn_done(self.id, len(turn.audio) / SAMPLE_RATE, turn.transcriber)
             self._track_lag()
 
     async def _final_transcript(self, turn: ClosedTurn) -> Transcript:

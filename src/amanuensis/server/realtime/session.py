@@ -112,8 +112,8 @@ class RealtimeSession(TurnDecoding):
             await self.finals.put(None)
             with contextlib.suppress(Exception):
                 await finals
-            for _ in self.pending_finals:  # turns whose final decode never ran (the task failed)
-                self.sessions.final_waiting(-1)
+            for turn in self.pending_finals:  # turns whose final decode never ran (the task failed)
+                self.sessions.final_waiting(-1, turn.transcriber)
             if close is not None:  # said after the open turn's `.completed`, just before the close
                 await self.send(error_event(ProtocolError(close[1], None, close[2])))
             partials.cancel()
@@ -305,7 +305,7 @@ class RealtimeSession(TurnDecoding):
                                 previous_item_id=self.previous_item_id))
         self.previous_item_id, self.item_id, self.stream = self.item_id, None, None
         self.pending_finals.append(turn)
-        self.sessions.final_waiting(+1)
+        self.sessions.final_waiting(+1, turn.transcriber)
         self.finals.put_nowait(turn)
 
     def _emit(self, event: dict) -> None:
