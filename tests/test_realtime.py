@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 import time
@@ -298,3 +299,37 @@ def test_api_keys_header_query_and_subprotocol(server):
     assert event["type"] == "session.created" and protocol == "realtime", (event, protocol)
     event, _ = asyncio.run(first_event(base.replace("transcription", "conversation") + f"&api_key={KEY}"))
     assert event["error"]["param"] == "intent", event
+
+
+def test_sigterm_finishes_the_open_turn_before_closing(tmp_path):
+    """On SIGTERM the server finishes every open turn (its `.completed` is sent) and closes the socket
+    with 1001, before uvicorn closes what is left with 1012."""
+    import signal
+
+    import websockets
+
+    with run_server(tmp_path) as running:
+        async def session() -> tuple[list[dict], int | None]:
+            url = running.url.replace("http", "ws") + "/v1/realtime?intent=transcription"
+            events: list[dict] = []
+            async with websockets.connect(url) as ws:
+                await ws.send(json.dumps({"type": "session.update", "session": session_update(
+                    None, {"type": "audio/pcm", "rate": 16000})}))
+                audio = pcm16(JFK, rate=16000)[: 2 * 16000 * 4]  # "And so my fellow Americans", no commit
+                for i in range(0, len(audio), 3200):
+                    await ws.send(json.dumps({"type": "input_audio_buffer.append",
+                                              "audio": base64.b64encode(audio[i : i + 3200]).decode()}))
+                while not any(e["type"] == "session.updated" for e in events):
+                    events.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+                running.process.send_signal(signal.SIGTERM)
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    while True:
+                        events.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
+            return events, ws.close_code
+
+        events, code = asyncio.run(session())
+        running.process.wait(timeout=60)
+    completed = [e for e in events if e["type"] == COMPLETED]
+    assert len(completed) == 1 and "fellow americans" in completed[0]["transcript"].lower(), events
+    assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "server_shutdown"
+    assert code == 1001

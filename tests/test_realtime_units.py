@@ -302,3 +302,132 @@ def test_realtime_is_a_declared_door_for_language_and_prompt():
     assert (final.language, final.initial_prompt) == ("en", "Kennedy, Americans.")
     assert final.word_timestamps and final.vad_filter and final.beam_size == 1 and final.temperature == 0.0
     assert partial.initial_prompt == "ask not" and not partial.word_timestamps and not partial.vad_filter
+
+
+class _FlakyTranscriber:
+    """The real transcriber, whose first `failures` calls raise."""
+
+    def __init__(self, failures: int) -> None:
+        from amanuensis.pipeline import get_transcriber
+
+        self.inner, self.failures, self.calls = get_transcriber(), failures, 0
+
+    def transcribe(self, audio, options):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise RuntimeError("decoder out of memory")
+        return self.inner.transcribe(audio, options)
+
+
+def _final_events(failures: int, early_fails: bool) -> tuple[list[dict], int]:
+    """Run one closed JFK turn through a session's final decoder; returns (events sent, decode calls)."""
+    import asyncio
+    import time
+
+    from amanuensis.server.realtime.decoding import ClosedTurn, TurnDecoding
+    from amanuensis.server.realtime.sessions import RealtimeSessions
+
+    class Finals(TurnDecoding):
+        def __init__(self, loop) -> None:
+            self.id, self.loop, self.model_name = "sess_test", loop, "tiny.en"
+            self.sessions, self.final_policy = RealtimeSessions(1), FinalPolicy()
+            self.finals, self.pending_finals, self.events = asyncio.Queue(), [], []
+
+        def _emit(self, event: dict) -> None:
+            self.events.append(event)
+
+        def _track_lag(self) -> None:
+            pass
+
+    transcriber = _FlakyTranscriber(failures)
+
+    async def run() -> list[dict]:
+        loop = asyncio.get_running_loop()
+        early = None
+        if early_fails:
+            early = loop.create_future()
+            early.set_exception(RuntimeError("early decode lost"))
+        decoder = Finals(loop)
+        turn = ClosedTurn("item_1", 0, decode_audio(JFK), [], SessionConfig(), transcriber, time.monotonic(), early)
+        decoder.pending_finals.append(turn)
+        await decoder.finals.put(turn)
+        await decoder.finals.put(None)
+        await decoder._finals()
+        decoder.sessions.shutdown()
+        return decoder.events
+
+    return asyncio.run(run()), transcriber.calls
+
+
+@pytest.mark.parametrize(("failures", "early_fails"), [(0, True), (1, False)])
+def test_a_failed_final_decode_is_tried_again(failures, early_fails):
+    """An early final that failed, or a final decode that failed once, is decoded again from the turn's
+    audio: the turn is `.completed` with its words, not `.failed`."""
+    events, calls = _final_events(failures, early_fails)
+    assert calls == failures + 1
+    kinds = [event["type"] for event in events]
+    assert kinds[-1] == "conversation.item.input_audio_transcription.completed", kinds
+    assert "ask not what your country" in events[-1]["transcript"].lower()
+
+
+def test_a_final_decode_that_keeps_failing_is_reported_failed():
+    events, calls = _final_events(5, True)
+    assert calls == 1  # the early decode and one decode of the turn's audio: two tries in all
+    assert [event["type"] for event in events] == ["conversation.item.input_audio_transcription.failed"]
+    assert events[0]["error"]["code"] == "transcription_failed" and "out of memory" in events[0]["error"]["message"]
+
+
+def test_partial_decodes_fit_the_shortest_encoder_window():
+    """Partial decodes leave a short encoder margin, so a window up to the policy's longest is encoded in
+    the 10 s window (a 20 s one costs about three times as much); final decodes keep the engine's margin."""
+    from amanuensis.asr.engine import SHORTEST_WINDOW_FRAMES, window_frames
+
+    policy = StreamingPolicy()
+    partial = transcribe_options(SessionConfig(), partial=True, margin_s=policy.encoder_margin_s).decode_settings()
+    final = transcribe_options(SessionConfig(), partial=False).decode_settings()
+    longest = round(policy.max_window_s * SAMPLE_RATE)
+    assert window_frames(longest, partial.window_margin_s) == SHORTEST_WINDOW_FRAMES
+    assert window_frames(longest, final.window_margin_s) > SHORTEST_WINDOW_FRAMES
+    assert final.window_margin_s == transcribe_options(SessionConfig(), partial=True).decode_settings().window_margin_s
+
+
+def test_finals_hold_back_partial_decodes_only_on_their_own_replica():
+    """With `--workers 2` a final owed on one model replica does not stop the open turns of sessions on
+    the other replica from being decoded."""
+    from amanuensis.server.realtime.sessions import RealtimeSessions
+
+    sessions, first, second = RealtimeSessions(2), object(), object()
+    try:
+        sessions.try_open("sess_a")
+        sessions.final_waiting(+1, first)  # a turn closed on the first replica
+        assert sessions.finals_pending_on(first) == 1 and sessions.finals_pending_on(second) == 0
+        sessions.turn_done("sess_a", 1.5, first)
+        assert sessions.finals_pending_on(first) == 0 and sessions.snapshot()["turns"] == 1
+    finally:
+        sessions.shutdown()
+
+
+def test_shutdown_asks_open_sessions_to_finish_and_takes_no_new_ones():
+    import asyncio
+
+    from amanuensis.server.realtime.sessions import RealtimeSessions
+
+    sessions = RealtimeSessions(2)
+
+    async def run() -> tuple[int, bool, int | None]:
+        sessions.try_open("sess_a")
+        stop = sessions.stops.setdefault("sess_a", asyncio.Event())
+
+        async def session() -> None:  # a session that closes once asked to
+            await stop.wait()
+            sessions.close("sess_a")
+
+        task = asyncio.create_task(session())
+        left = await sessions.finish(5.0)
+        await task
+        return left, stop.is_set(), sessions.try_open("sess_b")
+
+    try:
+        assert asyncio.run(run()) == (0, True, None)
+    finally:
+        sessions.shutdown()

@@ -160,15 +160,20 @@ class StreamingPolicy:
     """The step is at least this many times the last decode's seconds: slow decodes, longer steps."""
     window_s: float = 5.0
     """Past this, the window decoded moves forward to the end of the last confirmed segment."""
-    max_window_s: float = 12.0
+    max_window_s: float = 9.0
     """Past this, the window moves forward to the last closed segment, confirmed or not."""
+    encoder_margin_s: float = 1.0
+    """Silence the encoder window leaves after a partial decode's audio (`DecodeSettings.window_margin_s`):
+    with `max_window_s` + this ≤ 10 s every partial decode is encoded in the shortest (10 s) window,
+    at a third of a 20 s window's cost. The last words of a partial are unsure anyway (agreement
+    waits for the next decode); a final decode keeps the engine's margin."""
     settle_s: float = 1.0
     """The window moves only to a segment end at least this far before the audio's end."""
     prompt_chars: int = 200
+    """Characters of confirmed text before the window given to the decoder as its prompt."""
     agreement_slack: int = 2
     """Words two hypotheses may read differently and still agree past (see `agreed_words`; 0: the plain
     common prefix)."""
-    """Characters of confirmed text before the window given to the decoder as its prompt."""
 
 
 class TurnStream:

@@ -18,6 +18,21 @@ from .settings import ServerSettings, add_serve_arguments, settings_from_args
 log = logging.getLogger(__name__)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, but on SIGTERM/SIGINT the realtime sessions finish their open turns (each sends
+    its `.completed`, then closes with 1001) before uvicorn closes every socket with 1012."""
+
+    def __init__(self, config: uvicorn.Config, finish: object, timeout_s: float) -> None:
+        super().__init__(config)
+        self._finish, self._timeout_s = finish, timeout_s
+
+    async def shutdown(self, sockets: list | None = None) -> None:
+        left = await self._finish(self._timeout_s)
+        if left:
+            log.warning("%d realtime sessions still open at shutdown", left)
+        await super().shutdown(sockets)
+
+
 def serve(settings: ServerSettings | None = None) -> int:
     """Run the server until SIGINT/SIGTERM; returns 0 after a clean stop, 2 for an unknown model,
     1 when start-up failed otherwise."""
@@ -32,8 +47,9 @@ def serve(settings: ServerSettings | None = None) -> int:
         from .ray_serve import serve_on_ray
 
         return serve_on_ray(settings)
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -42,7 +58,7 @@ def serve(settings: ServerSettings | None = None) -> int:
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config, app.state.realtime.finish, settings.shutdown_timeout)
     log.info("starting", extra={"host": settings.host, "port": settings.port, "model": settings.model})
     server.run()
     return 0 if server.started else 1

@@ -107,7 +107,7 @@ def apply_update(config: SessionConfig, event: SessionUpdate | BetaSessionUpdate
 
 
 def transcribe_options(config: SessionConfig, *, partial: bool, prompt: str | None = None,
-                       policy: FinalPolicy = FinalPolicy()) -> TranscribeOptions:
+                       policy: FinalPolicy = FinalPolicy(), margin_s: float | None = None) -> TranscribeOptions:
     """The one mapping from a session to TranscribeOptions: the options the session sets (declared for
     the realtime door in amanuensis.options: language, prompt), then realtime's own decoding. Every
     decode is greedy, at temperature 0
@@ -119,11 +119,13 @@ def transcribe_options(config: SessionConfig, *, partial: bool, prompt: str | No
     73.7 % on the hard MFA dev clips). On the dev clips' turns (4 × 120 s, turns cut by the live VAD)
     this reads 18.1 % WER, against 19.6-21.1 % with beam 5 or with temperature fallback, in half the
     time of beam 5. `prompt`: the partial decode's prompt (the session's prompt and the turn's words
-    before the window)."""
+    before the window); `margin_s`: the partial decode's encoder margin (`StreamingPolicy.encoder_margin_s`;
+    None: the engine's)."""
     declared = TranscribeOptions.from_door(REALTIME, {name: getattr(config, name) for name in DECLARED})
     final = replace(declared, beam_size=1, best_of=1, temperature=0.0, vad_filter=True, word_timestamps=True,
                     decoding=DecodeSettings(max_tokens_per_second=policy.max_tokens_per_second))
     if partial:
+        decoding = final.decoding if margin_s is None else replace(final.decoding, window_margin_s=margin_s)
         return replace(final, initial_prompt=prompt, vad_filter=False, word_timestamps=False,
-                       condition_on_previous_text=False)
+                       condition_on_previous_text=False, decoding=decoding)
     return final

@@ -24,6 +24,9 @@ from .protocol import completed_event, delta_event, server_event
 
 log = logging.getLogger(__name__)
 
+FINAL_ATTEMPTS = 2
+"""Decodes a turn's final transcript may take (the one started at a pause counts) before `.failed`."""
+
 
 @dataclass
 class ClosedTurn:
@@ -50,9 +53,10 @@ class TurnDecoding:
         self._detach_early_final()
         audio = self.buffer.turn_audio(end).copy()
         options = transcribe_options(self.config, partial=False)
-        self.sessions.final_waiting(+1)
-        future = self.loop.run_in_executor(self.sessions.executor, self.transcriber.transcribe, audio, options)
-        future.add_done_callback(lambda _: self.sessions.final_waiting(-1))
+        transcriber = self.transcriber
+        self.sessions.final_waiting(+1, transcriber)
+        future = self.loop.run_in_executor(self.sessions.executor, transcriber.transcribe, audio, options)
+        future.add_done_callback(lambda _: self.sessions.final_waiting(-1, transcriber))
         self.early = EarlyFinal(self.item_id or "", end, future)
         future.add_done_callback(lambda done, early=self.early, stream=self.stream: self._settle(early, stream, done))
         log.debug("realtime early final: session_id=%s turn_s=%.2f", self.id, len(audio) / SAMPLE_RATE)
@@ -91,7 +95,7 @@ class TurnDecoding:
             stream, item_id = self.stream, self.item_id
             if stream is None:
                 continue
-            if self.sessions.finals_pending:  # finals first: retried at the next append
+            if self.sessions.finals_pending_on(self.transcriber):  # finals first: retried at the next append
                 continue
             if self.early is not None:  # a pause: nothing new to confirm until speech resumes
                 continue
@@ -100,7 +104,8 @@ class TurnDecoding:
                 continue
             window = stream.window(available)
             audio = self.buffer.turn_audio()[window[0] : window[1]].copy()
-            options = transcribe_options(self.config, partial=True, prompt=stream.prompt())
+            options = transcribe_options(self.config, partial=True, prompt=stream.prompt(),
+                                         margin_s=stream.policy.encoder_margin_s)
             started = time.perf_counter()
             try:
                 transcript = await self.loop.run_in_executor(
@@ -127,13 +132,7 @@ class TurnDecoding:
         while (turn := await self.finals.get()) is not None:
             started = time.monotonic()
             try:
-                if turn.early is not None:
-                    transcript = await turn.early
-                else:
-                    transcript = await self.loop.run_in_executor(
-                        self.sessions.executor, turn.transcriber.transcribe, turn.audio,
-                        transcribe_options(turn.config, partial=False))
-                transcript = keep_speech(transcript, self.final_policy)
+                transcript = keep_speech(await self._final_transcript(turn), self.final_policy)
             except Exception as exc:  # noqa: BLE001 - reported to the client as the turn's failure
                 log.exception("realtime session %s: final decode failed", self.id)
                 self._emit(server_event("conversation.item.input_audio_transcription.failed", item_id=turn.item_id,
@@ -146,8 +145,32 @@ class TurnDecoding:
                           started - turn.closed_at, time.monotonic() - started, len(split_words(transcript.text)),
                           len(turn.confirmed), rest, turn.early is not None)
             self.pending_finals.remove(turn)
-            self.sessions.turn_done(self.id, len(turn.audio) / SAMPLE_RATE)
+            self.sessions.turn_done(self.id, len(turn.audio) / SAMPLE_RATE, turn.transcriber)
             self._track_lag()
+
+    async def _final_transcript(self, turn: ClosedTurn) -> Transcript:
+        """The turn's final decode: the one started at the pause, if any; a decode that fails (that one,
+        or a decode of the turn's audio now) is tried again once before the turn is reported failed."""
+        attempts = FINAL_ATTEMPTS
+        if turn.early is not None:
+            attempts -= 1
+            try:
+                return await turn.early
+            except Exception:  # noqa: BLE001 - retried below on the turn's own audio
+                log.warning("realtime session %s: early final decode of %s failed; decoding the turn again",
+                            self.id, turn.item_id, exc_info=True)
+        options = transcribe_options(turn.config, partial=False)
+        for _ in range(attempts - 1):
+            try:
+                return await self._decode_turn(turn, options)
+            except Exception:  # noqa: BLE001 - tried again
+                log.warning("realtime session %s: final decode of %s failed; trying again", self.id,
+                            turn.item_id, exc_info=True)
+        return await self._decode_turn(turn, options)
+
+    async def _decode_turn(self, turn: ClosedTurn, options: object) -> Transcript:
+        return await self.loop.run_in_executor(self.sessions.executor, turn.transcriber.transcribe, turn.audio,
+                                               options)
 
     def _complete(self, turn: ClosedTurn, transcript: Transcript) -> int:
         """Send the last delta and `.completed`; returns how many words the last delta added."""

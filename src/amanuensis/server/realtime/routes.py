@@ -79,8 +79,11 @@ async def realtime(websocket: WebSocket) -> None:
     session_id = new_id("sess")
     serial = sessions.try_open(session_id)
     if serial is None:
-        await _refuse(websocket, CLOSE_TRY_AGAIN, f"this server runs at most {sessions.limit} realtime sessions at "
-                      "once; try again later", "session_limit")
+        if sessions.shutting_down:
+            await _refuse(websocket, CLOSE_TRY_AGAIN, "the server is shutting down", "server_shutdown")
+        else:
+            await _refuse(websocket, CLOSE_TRY_AGAIN, f"this server runs at most {sessions.limit} realtime sessions "
+                          "at once; try again later", "session_limit")
         return
     try:
         config = SessionConfig(model=websocket.query_params.get("model") or None)

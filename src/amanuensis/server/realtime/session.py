@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 MAX_TURN_SECONDS = 900.0
 """A turn longer than this is committed (server VAD) or refused further audio (manual commit)."""
 CLOSE_IDLE = 1008
+CLOSE_GOING_AWAY = 1001
 PREROLL_SECONDS = 5
 """Audio kept between turns: the longest prefix_padding_ms a session may ask for."""
 
@@ -90,6 +91,8 @@ class RealtimeSession(TurnDecoding):
         self.finals: asyncio.Queue[ClosedTurn | None] = asyncio.Queue()
         self.pending_finals: list[ClosedTurn] = []
         self.wake = asyncio.Event()
+        self.stop = sessions.stops.setdefault(session_id, asyncio.Event())
+        """Set when the server shuts down: the session ends as after an idle timeout (open turn finished)."""
         self.loop = asyncio.get_running_loop()
 
     # -- running -------------------------------------------------------------------------------
@@ -109,8 +112,8 @@ class RealtimeSession(TurnDecoding):
             await self.finals.put(None)
             with contextlib.suppress(Exception):
                 await finals
-            for _ in self.pending_finals:  # turns whose final decode never ran (the task failed)
-                self.sessions.final_waiting(-1)
+            for turn in self.pending_finals:  # turns whose final decode never ran (the task failed)
+                self.sessions.final_waiting(-1, turn.transcriber)
             if close is not None:  # said after the open turn's `.completed`, just before the close
                 await self.send(error_event(ProtocolError(close[1], None, close[2])))
             partials.cancel()
@@ -137,23 +140,42 @@ class RealtimeSession(TurnDecoding):
                 log.debug("realtime session %s: client gone while sending", self.id)
 
     async def _receive(self) -> tuple[int, str, str] | None:
-        """Handle client events until the client leaves (None) or goes idle ((close code, reason, error code))."""
-        while True:
-            try:
-                message = await asyncio.wait_for(self.ws.receive(), self.idle_timeout)
-            except asyncio.TimeoutError:
-                return CLOSE_IDLE, f"idle timeout: no event for {self.idle_timeout:g} s", "idle_timeout"
-            except (WebSocketDisconnect, RuntimeError):
-                return None
-            if message["type"] == "websocket.disconnect":
-                return None
-            data = message.get("text")
-            if data is None:
-                data = message.get("bytes") or b""
-            try:
-                await self._handle(parse_event(data))
-            except ProtocolError as exc:
-                await self.send(error_event(exc))
+        """Handle client events until the client leaves (None), goes idle or the server shuts down ((close
+        code, reason, error code))."""
+        stopped = asyncio.ensure_future(self.stop.wait())
+        try:
+            while True:
+                receiving = asyncio.ensure_future(self.ws.receive())
+                done, _ = await asyncio.wait({receiving, stopped}, timeout=self.idle_timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if receiving not in done:
+                    receiving.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                        await receiving
+                    if stopped in done:
+                        return CLOSE_GOING_AWAY, "the server is shutting down", "server_shutdown"
+                    return CLOSE_IDLE, f"idle timeout: no event for {self.idle_timeout:g} s", "idle_timeout"
+                try:
+                    message = receiving.result()
+                except (WebSocketDisconnect, RuntimeError):
+                    return None
+                if await self._take(message):
+                    return None
+        finally:
+            stopped.cancel()
+
+    async def _take(self, message: dict) -> bool:
+        """Handle one ASGI message; True when it says the client left."""
+        if message["type"] == "websocket.disconnect":
+            return True
+        data = message.get("text")
+        if data is None:
+            data = message.get("bytes") or b""
+        try:
+            await self._handle(parse_event(data))
+        except ProtocolError as exc:
+            await self.send(error_event(exc))
+        return False
 
     async def _handle(self, event: object) -> None:
         if isinstance(event, Append):
@@ -283,7 +305,7 @@ class RealtimeSession(TurnDecoding):
                                 previous_item_id=self.previous_item_id))
         self.previous_item_id, self.item_id, self.stream = self.item_id, None, None
         self.pending_finals.append(turn)
-        self.sessions.final_waiting(+1)
+        self.sessions.final_waiting(+1, turn.transcriber)
         self.finals.put_nowait(turn)
 
     def _emit(self, event: dict) -> None:

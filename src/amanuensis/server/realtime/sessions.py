@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import itertools
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -27,22 +30,27 @@ class RealtimeSessions:
         self.limit = limit
         self.open: dict[str, SessionStats] = {}
         self.rejected = 0
-        self.finals_pending = 0
-        """Closed turns of all sessions waiting for their final decode: while there are any, no session
-        decodes its open turn again (a final is what a speaker waits for; deltas can wait a step)."""
+        self._finals: collections.Counter[int] = collections.Counter()
+        """Final decodes owed, per model replica (by id): while one is owed on a replica, no session on that
+        replica decodes its open turn again (a final is what a speaker waits for; deltas can wait a step).
+        Sessions on another replica (`--workers 2`) decode on: they do not hold that final back."""
         self.turns = 0
         self.audio_s = 0.0
         self.early_finals = {"final": 0, "resumed": 0, "cleared": 0}
         """Final decodes started at a pause, by what became of them: the turn's final decode; speech went
         on (its words were still confirmed); the turn was cleared."""
+        self.shutting_down = False
+        self.stops: dict[str, asyncio.Event] = {}
+        """Per open session, set when the server shuts down: the session finishes its open turn and closes."""
         self._serial = itertools.count()
         self._lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max(2, 2 * limit), thread_name_prefix="amanuensis-realtime")
 
     def try_open(self, session_id: str) -> int | None:
-        """Register a session; returns its serial number, or None when `limit` sessions are open."""
+        """Register a session; returns its serial number, or None when `limit` sessions are open (or the
+        server is shutting down)."""
         with self._lock:
-            if len(self.open) >= self.limit:
+            if len(self.open) >= self.limit or self.shutting_down:
                 self.rejected += 1
                 return None
             self.open[session_id] = SessionStats()
@@ -52,6 +60,18 @@ class RealtimeSessions:
         """Forget a session."""
         with self._lock:
             self.open.pop(session_id, None)
+            self.stops.pop(session_id, None)
+
+    async def finish(self, timeout_s: float) -> int:
+        """The server is shutting down: ask every open session to finish its open turn (its `.completed`
+        sent) and close; wait up to `timeout_s` for them. Returns how many were still open then."""
+        self.shutting_down = True
+        for stop in list(self.stops.values()):
+            stop.set()
+        deadline = time.monotonic() + timeout_s
+        while self.open and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return len(self.open)
 
     def set_lag(self, session_id: str, lag_s: float) -> None:
         """Record a session's current lag."""
@@ -59,21 +79,25 @@ class RealtimeSessions:
         if stats is not None:
             stats.lag_s = round(lag_s, 3)
 
-    def final_waiting(self, change: int) -> None:
-        """+1 when a final decode is owed (a turn closed, or one started at a pause: partial decodes
-        wait for it), -1 when one is no longer owed (the turn dropped, the early decode done)."""
+    def finals_pending_on(self, replica: object) -> int:
+        """Final decodes owed on `replica` (a Transcriber)."""
+        return self._finals[id(replica)]
+
+    def final_waiting(self, change: int, replica: object) -> None:
+        """+1 when a final decode is owed on `replica` (a turn closed, or one started at a pause: partial
+        decodes there wait for it), -1 when one is no longer owed (the turn dropped, the early decode done)."""
         with self._lock:
-            self.finals_pending += change
+            self._finals[id(replica)] += change
 
     def early_outcome(self, outcome: str) -> None:
         """Count what became of a final decode started at a pause (a key of `early_finals`)."""
         with self._lock:
             self.early_finals[outcome] += 1
 
-    def turn_done(self, session_id: str, audio_s: float) -> None:
-        """Count a finished turn of `audio_s` seconds (its final decode is done)."""
+    def turn_done(self, session_id: str, audio_s: float, replica: object) -> None:
+        """Count a finished turn of `audio_s` seconds (its final decode on `replica` is done)."""
         with self._lock:
-            self.finals_pending -= 1
+            self._finals[id(replica)] -= 1
             self.turns += 1
             self.audio_s += audio_s
             stats = self.open.get(session_id)
