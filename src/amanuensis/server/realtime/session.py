@@ -91,7 +91,7 @@ class RealtimeSession(TurnDecoding):
         self.finals: asyncio.Queue[ClosedTurn | None] = asyncio.Queue()
         self.pending_finals: list[ClosedTurn] = []
         self.wake = asyncio.Event()
-        self.stop = sessions.stops.setdefault(session_id, asyncio.Event())
+        self.stop = sessions.stops[session_id]
         """Set when the server shuts down: the session ends as after an idle timeout (open turn finished)."""
         self.loop = asyncio.get_running_loop()
 

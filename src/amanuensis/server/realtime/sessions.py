@@ -41,7 +41,8 @@ class RealtimeSessions:
         on (its words were still confirmed); the turn was cleared."""
         self.shutting_down = False
         self.stops: dict[str, asyncio.Event] = {}
-        """Per open session, set when the server shuts down: the session finishes its open turn and closes."""
+        """Per open session (made when it opens, so a shutdown reaches a session still starting up), set
+        when the server shuts down: the session finishes its open turn and closes."""
         self._serial = itertools.count()
         self._lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max(2, 2 * limit), thread_name_prefix="amanuensis-realtime")
@@ -54,6 +55,7 @@ class RealtimeSessions:
                 self.rejected += 1
                 return None
             self.open[session_id] = SessionStats()
+            self.stops[session_id] = asyncio.Event()
             return next(self._serial)
 
     def close(self, session_id: str) -> None:
