@@ -94,6 +94,15 @@ def test_time_map_skips_removed_silence_and_keeps_seam_ends_in_the_earlier_piece
     assert chunk.to_original(99.0, is_end=True) == 25.0
 
 
+def test_a_seam_lies_between_two_times_only_where_audio_was_cut_out():
+    chunk = Chunk(0, [(10 * S, 14 * S), (14 * S, 16 * S), (20 * S, 25 * S)])  # cut out: 16–20 s (chunk 6.0)
+    assert chunk.seam_between(5.0, 7.0) and chunk.seam_between(7.0, 5.0)
+    assert chunk.seam_between(1.0, 9.0)
+    assert not chunk.seam_between(3.0, 5.0)  # pieces back to back in the original: nothing cut out
+    assert not chunk.seam_between(6.5, 8.0)
+    assert not chunk.seam_between(1.0, 1.5)
+
+
 def test_chunk_audio_is_its_pieces_back_to_back():
     samples = np.arange(30 * S, dtype=np.float32)
     chunk = Chunk(0, [(S, 2 * S), (5 * S, 6 * S)])

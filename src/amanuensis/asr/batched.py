@@ -271,28 +271,41 @@ class BatchedTranscriber:
             own, words = take_words(words, len(tokens))
             if not text.strip() or _is_loop(text, ctx.settings):
                 continue
-            segment = Segment(
-                id=0,
-                start=chunk.to_original(start),
-                end=chunk.to_original(end, is_end=True),
-                text=text,
-                avg_logprob=decoded.avg_logprob,
-                no_speech_prob=decoded.no_speech_prob,
-                compression_ratio=decoded.compression_ratio,
-                temperature=decoded.temperature,
-                tokens=list(tokens),
-                language=decoded.language[0] if decoded.language else ctx.language,
-            )
-            if ctx.settings.word_timestamps:
-                segment.words = [Word(w["word"], *trim_word(ctx.probs, *chunk.span_to_original(w["start"], w["end"])),
-                                      probability=round(w["probability"], 4)) for w in own]
-            if segment.words:
-                segment.start = max(segment.start, min(segment.words[0].start, segment.end))
-                segment.end = max(segment.start, segment.words[-1].end)
-            else:
-                segment.start, segment.end = trim_span(ctx.probs, segment.start, segment.end)
-            out.append(segment)
+            if not ctx.settings.word_timestamps:
+                out.append(self._segment(chunk, decoded, ctx, (start, end), tokens, None))
+                continue
+            groups = _split_at_seams(chunk, own)
+            for k, group in enumerate(groups):
+                part = tokens if len(groups) == 1 else [t for w in group for t in w["tokens"]]
+                span = (start if k == 0 else group[0]["start"], end if k == len(groups) - 1 else group[-1]["end"])
+                out.append(self._segment(chunk, decoded, ctx, span, part, group))
         return out, covered, kept, None
+
+    @staticmethod
+    def _segment(chunk: Chunk, decoded: Decoded, ctx: _Context, span: tuple[float, float], tokens: list[int],
+                 words: list[dict] | None) -> Segment:
+        """One segment in original time: cut to its words' times, or without words to the speech in it."""
+        segment = Segment(
+            id=0,
+            start=chunk.to_original(span[0]),
+            end=chunk.to_original(span[1], is_end=True),
+            text=ctx.tokenizer.decode(tokens),
+            avg_logprob=decoded.avg_logprob,
+            no_speech_prob=decoded.no_speech_prob,
+            compression_ratio=decoded.compression_ratio,
+            temperature=decoded.temperature,
+            tokens=list(tokens),
+            language=decoded.language[0] if decoded.language else ctx.language,
+        )
+        if words is not None:
+            segment.words = [Word(w["word"], *trim_word(ctx.probs, *chunk.span_to_original(w["start"], w["end"])),
+                                  probability=round(w["probability"], 4)) for w in words]
+        if segment.words:
+            segment.start = max(segment.start, min(segment.words[0].start, segment.end))
+            segment.end = max(segment.start, segment.words[-1].end)
+        else:
+            segment.start, segment.end = trim_span(ctx.probs, segment.start, segment.end)
+        return segment
 
     @staticmethod
     def _append(segments: list[Segment], segment: Segment, duration: float, on_segment: SegmentCallback | None) -> None:
@@ -320,6 +333,21 @@ def split_windows(regions: list[tuple[int, int]], speech_samples: int) -> list[l
         windows[-1].append(region)
         filled += region[1] - region[0]
     return windows
+
+
+def _split_at_seams(chunk: Chunk, words: list[dict]) -> list[list[dict]]:
+    """A segment's words in runs that each lie between two seams of the chunk (pauses the VAD cut out):
+    one segment never spans silence the model did not hear."""
+    runs: list[list[dict]] = [[]]
+    for word in words:
+        if runs[-1] and chunk.seam_between(_middle(runs[-1][-1]), _middle(word)):
+            runs.append([])
+        runs[-1].append(word)
+    return runs
+
+
+def _middle(word: dict) -> float:
+    return (word["start"] + word["end"]) / 2
 
 
 def _has_speech(probs: np.ndarray, chunk: Chunk, after: float, threshold: float = 0.5) -> bool:

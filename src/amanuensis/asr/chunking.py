@@ -80,6 +80,12 @@ class Chunk:
         lo, hi = self._starts[k] / SAMPLE_RATE, (self._starts[k] + self.pieces[k][1] - self.pieces[k][0]) / SAMPLE_RATE
         return self.to_original(min(max(start, lo), hi)), self.to_original(min(max(end, lo), hi), is_end=True)
 
+    def seam_between(self, first: float, second: float) -> bool:
+        """True when audio was cut out of the chunk between chunk times `first` and `second` (two of its
+        pieces that are not back to back in the original lie between them)."""
+        lo, hi = sorted(bisect.bisect_right(self._starts, max(t, 0.0) * SAMPLE_RATE) - 1 for t in (first, second))
+        return any(self.pieces[k][1] != self.pieces[k + 1][0] for k in range(max(lo, 0), hi))
+
     def contiguous_with(self, other: Chunk) -> bool:
         """True when `other` starts right where this chunk ends (no audio left out between them)."""
         return other.pieces[0][0] == self.pieces[-1][1]
