@@ -272,24 +272,25 @@ class BatchedTranscriber:
             if not text.strip() or _is_loop(text, ctx.settings):
                 continue
             if not ctx.settings.word_timestamps:
-                out.append(self._segment(chunk, decoded, ctx, (start, end), tokens, None))
+                out.append(self._segment(chunk, decoded, ctx, (start, end), tokens, text, None))
                 continue
             groups = _split_at_seams(chunk, own)
             for k, group in enumerate(groups):
                 part = tokens if len(groups) == 1 else [t for w in group for t in w["tokens"]]
                 span = (start if k == 0 else group[0]["start"], end if k == len(groups) - 1 else group[-1]["end"])
-                out.append(self._segment(chunk, decoded, ctx, span, part, group))
+                part_text = text if len(groups) == 1 else ctx.tokenizer.decode(part)
+                out.append(self._segment(chunk, decoded, ctx, span, part, part_text, group))
         return out, covered, kept, None
 
     @staticmethod
     def _segment(chunk: Chunk, decoded: Decoded, ctx: _Context, span: tuple[float, float], tokens: list[int],
-                 words: list[dict] | None) -> Segment:
+                 text: str, words: list[dict] | None) -> Segment:
         """One segment in original time: cut to its words' times, or without words to the speech in it."""
         segment = Segment(
             id=0,
             start=chunk.to_original(span[0]),
             end=chunk.to_original(span[1], is_end=True),
-            text=ctx.tokenizer.decode(tokens),
+            text=text,
             avg_logprob=decoded.avg_logprob,
             no_speech_prob=decoded.no_speech_prob,
             compression_ratio=decoded.compression_ratio,
