@@ -28,18 +28,21 @@ class ModelPool:
         self.settings = settings
         self.factory = factory
         self.replicas: list[Transcriber] = []
+        self.live: list[Transcriber] = []
+        """The default model's copies for realtime sessions (`realtime_workers`), loaded at the first one."""
+        self._live_lock = threading.Lock()
         self._extra: OrderedDict[str, Transcriber] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
         self.schedulers: list[BatchScheduler] = []
 
-    def _load(self, name: str) -> Transcriber:
+    def _load(self, name: str, threads: int | None = None) -> Transcriber:
         started = time.perf_counter()
         transcriber = self.factory(
             name,
             device=self.settings.device,
             compute_type=self.settings.compute_type,
-            cpu_threads=self.settings.threads_per_worker(),
+            cpu_threads=threads or self.settings.threads_per_worker(),
             batch_size=self.settings.batch_size,
         )
         log.info("model loaded: name=%s path=%s seconds=%.2f", transcriber.info.name,
@@ -88,10 +91,11 @@ class ModelPool:
             )
         return info
 
-    def get(self, info: ModelInfo, slot: int) -> Transcriber:
-        """The transcriber for `info` on worker `slot`, loading it on first use (blocking)."""
+    def get(self, info: ModelInfo, slot: int, live: bool = False) -> Transcriber:
+        """The transcriber for `info` on worker `slot` (`live`: for a realtime session), loading it on
+        first use (blocking)."""
         if info.path == self.default.info.path:
-            return self.replicas[slot % len(self.replicas)]
+            return self._live(slot) if live else self.replicas[slot % len(self.replicas)]
         with self._lock:
             if info.path in self._extra:
                 self._extra.move_to_end(info.path)
@@ -109,6 +113,20 @@ class ModelPool:
                     self._drop_scheduler(dropped)
                     log.info("model unloaded (least recently used): path=%s", path)
             return transcriber
+
+    def _live(self, slot: int) -> Transcriber:
+        """The default model's copy for realtime session `slot`: one of `realtime_workers` copies that share
+        the cores, loaded at the first session, so that live decodes neither wait behind file requests
+        nor run two threads on one copy (on 2 cores, two 1-thread copies met the 4-stream latency targets
+        that one 2-thread copy missed); with `realtime_workers` 0, a worker's replica."""
+        count = self.settings.realtime_workers
+        if count == 0:
+            return self.replicas[slot % len(self.replicas)]
+        with self._live_lock:
+            if not self.live:
+                threads = self.settings.threads_per_realtime_worker()
+                self.live = [self._load(self.settings.model, threads) for _ in range(count)]
+        return self.live[slot % len(self.live)]
 
     def _drop_scheduler(self, transcriber: Transcriber) -> None:
         """Close an unloaded model's scheduler: its worker thread ends once its queue is empty, and a

@@ -52,6 +52,8 @@ class ServerSettings(BaseSettings):
                                          "(unset: a fixed `workers` model replicas)")
     max_realtime_sessions: int = Field(8, ge=0, le=256, description="WebSocket realtime sessions open at once")
     realtime_idle_timeout: float = Field(60.0, gt=0, description="seconds a realtime socket may send nothing")
+    realtime_workers: int = Field(2, ge=0, le=64, description="model copies for realtime sessions, loaded at the "
+                                  "first session, sharing the cores; 0 = sessions decode on the workers' copies")
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
@@ -91,6 +93,10 @@ class ServerSettings(BaseSettings):
         """CTranslate2 intra-op threads for each worker's model replica (0: the cores shared by the workers)."""
         return self.cpu_threads or default_cpu_threads(self.workers)
 
+    def threads_per_realtime_worker(self) -> int:
+        """CTranslate2 intra-op threads for each realtime model copy: the cores shared by those copies."""
+        return default_cpu_threads(max(1, self.realtime_workers))
+
 
 # flag -> (field, argparse keyword arguments); the help text doubles as the README table's meaning.
 _FLAGS: dict[str, tuple[str, dict]] = {
@@ -126,6 +132,9 @@ _FLAGS: dict[str, tuple[str, dict]] = {
                                                 "autoscale (default: a fixed --workers replicas)"}),
     "--max-realtime-sessions": ("max_realtime_sessions", {"type": int, "help": "realtime WebSocket sessions "
                                                           "open at once (default 8; 0 = none)"}),
+    "--realtime-workers": ("realtime_workers", {"type": int, "help": "model copies for realtime sessions, "
+                                                "loaded at the first session, sharing the cores (default 2; 0 = "
+                                                "sessions decode on the --workers copies)"}),
     "--realtime-idle-timeout": ("realtime_idle_timeout", {"type": float, "help": "close a realtime socket "
                                                           "that sends nothing this many seconds (default 60)"}),
 }
