@@ -22,7 +22,7 @@ class _Loads:
         self.threads.append(cpu_threads)
         info = ModelInfo(name=name, path=f"/models/{name}", multilingual=False, n_mels=80, size_bytes=0,
                          source="embedded")
-        return SimpleNamespace(info=info, copy=len(self.threads))
+        return SimpleNamespace(info=info)
 
 
 def _pool(**settings: object) -> tuple[ModelPool, _Loads]:

@@ -95,7 +95,9 @@ class ModelPool:
         """The transcriber for `info` on worker `slot` (`live`: for a realtime session), loading it on
         first use (blocking)."""
         if info.path == self.default.info.path:
-            return self._live(slot) if live else self.replicas[slot % len(self.replicas)]
+            if live and self.settings.realtime_workers:
+                return self._live(slot)
+            return self.replicas[slot % len(self.replicas)]
         with self._lock:
             if info.path in self._extra:
                 self._extra.move_to_end(info.path)
@@ -118,14 +120,11 @@ class ModelPool:
         """The default model's copy for realtime session `slot`: one of `realtime_workers` copies that share
         the cores, loaded at the first session, so that live decodes neither wait behind file requests
         nor run two threads on one copy (on 2 cores, two 1-thread copies met the 4-stream latency targets
-        that one 2-thread copy missed); with `realtime_workers` 0, a worker's replica."""
-        count = self.settings.realtime_workers
-        if count == 0:
-            return self.replicas[slot % len(self.replicas)]
+        that one 2-thread copy missed)."""
         with self._live_lock:
             if not self.live:
                 threads = self.settings.threads_per_realtime_worker()
-                self.live = [self._load(self.settings.model, threads) for _ in range(count)]
+                self.live = [self._load(self.settings.model, threads) for _ in range(self.settings.realtime_workers)]
         return self.live[slot % len(self.live)]
 
     def _drop_scheduler(self, transcriber: Transcriber) -> None:
