@@ -11,12 +11,12 @@ import pytest
 
 from amanuensis.asr.batched import BatchedTranscriber
 from amanuensis.asr.decoding import Decoded, DecodeSettings, needs_fallback, pick_best
-from amanuensis.asr.engine import ChunkJob, window_frames
+from amanuensis.asr.engine import ChunkJob, WhisperEngine, split_rows, window_frames
 from amanuensis.asr.scheduler import BatchScheduler
 from amanuensis.asr.vad import detect_speech
 from amanuensis.audio import SAMPLE_RATE, decode_audio
 from amanuensis.bench.e2e import word_error_rate
-from amanuensis.pipeline import TranscribeOptions
+from amanuensis.pipeline import MAX_DECODERS, TranscribeOptions, cpu_layout
 
 from .conftest import DATA
 
@@ -143,7 +143,13 @@ def test_which_chunks_fall_back():
     assert best.text == "ok" and best.temperature == 0.0  # temperature of the last try
 
 
-def test_fallback_redecodes_only_the_failing_chunks(transcriber, monkeypatch):
+@pytest.fixture()
+def one_decoder(monkeypatch):
+    """Engines decode each batch as one call (no sub-batches at once), as with AMANUENSIS_DECODERS=1."""
+    monkeypatch.setattr(WhisperEngine, "decoders", property(lambda self: 1))
+
+
+def test_fallback_redecodes_only_the_failing_chunks(transcriber, monkeypatch, one_decoder):
     batched = BatchedTranscriber(transcriber, batch_size=4)
     engine = batched.engine
     clip = decode_audio(DATA / "whisper" / "jfk.flac")
@@ -375,7 +381,7 @@ def test_short_chunks_get_short_encoder_windows_with_silence_after_them(seconds,
     assert window_frames(int(seconds * SAMPLE_RATE), margin) == frames
 
 
-def test_engine_encodes_each_window_size_apart_and_features_are_the_30_s_ones_cut(transcriber):
+def test_engine_encodes_each_window_size_apart_and_features_are_the_30_s_ones_cut(transcriber, one_decoder):
     engine = BatchedTranscriber(transcriber).engine
     clip = decode_audio(DATA / "whisper" / "jfk.flac")  # 11 s: a 20 s window
     short = clip[: 3 * SAMPLE_RATE]  # a 10 s window
@@ -448,3 +454,52 @@ def test_a_decode_stops_at_the_token_cap_for_its_audio_length(transcriber, rate)
             default_cap = replace(free, max_tokens_per_second=DecodeSettings().max_tokens_per_second)
             default = engine.run([ChunkJob(clip, prompt, default_cap)])[0]
             assert default.tokens == full.tokens
+
+
+def test_split_rows_deals_a_batch_into_balanced_sub_batches_in_batch_order():
+    assert split_rows([30, 30, 30, 30, 10, 10], 2) == [[0, 2, 4], [1, 3, 5]]
+    assert split_rows([5, 30, 20, 10], 2) == [[0, 1], [2, 3]]  # 35 against 30
+    assert split_rows([30], 4) == [[0]]  # never more parts than rows
+    assert split_rows([30, 10, 10], 1) == [[0, 1, 2]]
+
+
+def test_engine_decodes_sub_batches_at_once_on_its_workers_with_the_same_results(transcriber, monkeypatch):
+    engine = BatchedTranscriber(transcriber).engine
+    if engine.decoders < 2:
+        pytest.skip("one CPU core: one decoder")
+    clips = [decode_audio(DATA / c) for c in CLIPS[:4]]
+    tokenizer = engine.tokenizer()
+    jobs = [ChunkJob(a, engine.prompt(tokenizer, []), DecodeSettings(window_margin_s=None)) for a in clips]
+    calls: list[tuple[int, int, float, float]] = []
+    original = engine._run_group
+
+    def spy(jobs_, prompts, settings, frames=3000):
+        started = time.perf_counter()
+        out = original(jobs_, prompts, settings, frames)
+        calls.append((threading.get_ident(), len(jobs_), started, time.perf_counter()))
+        return out
+
+    monkeypatch.setattr(engine, "_run_group", spy)
+    split = engine.run(jobs)
+    assert transcriber.whisper.model.num_workers == engine.decoders
+    assert sorted(size for _, size, _, _ in calls) == [2, 2]
+    (a, _, a0, a1), (b, _, b0, b1) = calls
+    assert a != b and a0 < b1 and b0 < a1, "the two sub-batches ran at the same time, on two threads"
+    calls.clear()
+    monkeypatch.setattr(WhisperEngine, "decoders", property(lambda self: 1))
+    whole = engine.run(jobs)
+    assert [size for _, size, _, _ in calls] == [4]
+    assert [r.text for r in split] == [r.text for r in whole]
+    assert [r.tokens for r in split] == [r.tokens for r in whole]
+
+
+def test_cpu_layout_runs_one_thread_decoders_on_a_cpu_and_one_worker_on_a_gpu(monkeypatch):
+    monkeypatch.delenv("AMANUENSIS_DECODERS", raising=False)
+    assert cpu_layout(2) == (1, 2)
+    assert cpu_layout(1) == (1, 1)
+    assert cpu_layout(8) == (2, MAX_DECODERS)
+    assert cpu_layout(4, "cuda") == (4, 1)
+    monkeypatch.setenv("AMANUENSIS_DECODERS", "1")
+    assert cpu_layout(2) == (2, 1)  # one worker with every thread, as before
+    monkeypatch.setenv("AMANUENSIS_DECODERS", "3")
+    assert cpu_layout(2) == (1, 2)  # never more decoders than threads

@@ -41,6 +41,32 @@ def default_cpu_threads(workers: int = 1) -> int:
     return int(os.environ.get("AMANUENSIS_CPU_THREADS", "0")) or max(1, (os.cpu_count() or 1) // workers)
 
 
+MAX_DECODERS = 4
+"""At most this many one-call decoders per model copy, so that a batch of 8 still gives each 2 rows."""
+
+
+def cpu_layout(threads: int, device: str = "cpu") -> tuple[int, int]:
+    """(threads per CTranslate2 worker, workers) for a model copy given `threads` CPU threads.
+
+    On a CPU the copy runs `decoders` workers of threads / decoders each, and the engine splits each
+    batch between them (`WhisperEngine.decoders`): CTranslate2's decoder gains little from a second
+    thread inside one call (on this project's 2-core machine one 2-thread `generate` of 8 chunks took
+    1.6x as long as two 1-thread calls of 4 at once). AMANUENSIS_DECODERS sets the count (1: one
+    worker with every thread, as before); on a GPU there is one worker."""
+    threads = max(1, threads)
+    if device == "cuda" or (device == "auto" and _cuda_present()):
+        return threads, 1
+    chosen = int(os.environ.get("AMANUENSIS_DECODERS", "0")) or min(threads, MAX_DECODERS)
+    decoders = max(1, min(chosen, threads))
+    return max(1, threads // decoders), decoders
+
+
+def _cuda_present() -> bool:
+    import ctranslate2
+
+    return ctranslate2.get_cuda_device_count() > 0
+
+
 def default_batch_size() -> int:
     """30 s chunks decoded together in batched mode: AMANUENSIS_BATCH_SIZE or 8."""
     return max(1, int(os.environ.get("AMANUENSIS_BATCH_SIZE", "8")))
@@ -51,9 +77,7 @@ def default_compute_type(device: str) -> str:
     chosen = os.environ.get("AMANUENSIS_COMPUTE_TYPE")
     if chosen:
         return chosen
-    import ctranslate2
-
-    on_cuda = device == "cuda" or (device == "auto" and ctranslate2.get_cuda_device_count() > 0)
+    on_cuda = device == "cuda" or (device == "auto" and _cuda_present())
     return "float16" if on_cuda else "int8"
 
 
@@ -79,12 +103,14 @@ class Transcriber:
         self.info = resolve_model(model)
         self.device = device
         compute_type = default_compute_type(device) if compute_type == "auto" else compute_type
+        worker_threads, decoders = cpu_layout(cpu_threads or default_cpu_threads(), device)
         try:
             self.whisper = WhisperModel(
                 self.info.path,
                 device=device,
                 compute_type=compute_type,
-                cpu_threads=cpu_threads or default_cpu_threads(),
+                cpu_threads=worker_threads,
+                num_workers=decoders,
                 local_files_only=True,
             )
         except (RuntimeError, ValueError, OSError) as exc:

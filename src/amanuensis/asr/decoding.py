@@ -36,7 +36,8 @@ class DecodeSettings:
     """Seed handed to CTranslate2 before each sampled fallback (None: not reseeded). CTranslate2 seeds
     a worker thread's sampler only at that thread's first draw (OpenNMT/CTranslate2#1757): the same
     requests in the same order in a fresh process give the same text, but the fallback draws of one
-    request depend on the fallbacks decoded before it in the process."""
+    request depend on the fallbacks decoded before it in the process, and with several decoders on
+    which worker took it (`pipeline.cpu_layout`; AMANUENSIS_DECODERS=1 for one sampler)."""
     seek_past_loops_after: float | None = 5.0
     """A loop (a repetitive segment) that starts this many seconds or more into a chunk is no reason
     to fall back: the caller drops it and decodes again from its start. None: always fall back."""

@@ -3,6 +3,8 @@
 `WhisperEngine.run(jobs)` takes chunk jobs that share decoding settings and runs one feature pass,
 one encoder call and one batched `generate` for all of them; only the chunks that fail the
 compression-ratio / log-probability checks are decoded again, together, at the next temperature.
+On a CPU the batch is dealt into sub-batches, one per CTranslate2 worker, decoded at once (each with
+its own fallback), since one call gains little from a second thread.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import ctranslate2
@@ -36,6 +39,7 @@ WINDOW_STEP_FRAMES = 1000
 """Encoder windows are 10, 20 or 30 s, so that chunks of different lengths still share batches."""
 SHORTEST_WINDOW_FRAMES = 1000
 """Windows shorter than 10 s made the model loop on short clips: never below this."""
+_STATS_LOCK = threading.Lock()
 TOKENS_PER_SECOND = 50
 MAX_PROMPT_TOKENS = 223
 
@@ -70,21 +74,36 @@ class ChunkJob:
         return self.window or window_frames(len(self.audio), self.settings.window_margin_s)
 
 
+def split_rows(sizes: list[int], parts: int) -> list[list[int]]:
+    """Row indices of a batch dealt into at most `parts` sub-batches of about equal total size (largest
+    rows first, each to the lightest part), each in batch order."""
+    count = max(1, min(parts, len(sizes)))
+    loads, out = [0] * count, [[] for _ in range(count)]
+    for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+        k = loads.index(min(loads))
+        loads[k] += sizes[i]
+        out[k].append(i)
+    return [sorted(part) for part in out if part]
+
+
 @dataclass
 class EngineStats:
-    """Cumulative seconds and counts per stage (for profiles and /metrics)."""
+    """Cumulative seconds and counts per stage (for profiles and /metrics). Sub-batches decoded at
+    once each add their own seconds, so a stage's seconds can exceed the wall time."""
 
     seconds: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
     def add(self, stage: str, seconds: float, count: int = 1) -> None:
         """Account `seconds` and `count` items to `stage`."""
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
-        self.counts[stage] = self.counts.get(stage, 0) + count
+        with _STATS_LOCK:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+            self.counts[stage] = self.counts.get(stage, 0) + count
 
     def count(self, what: str, count: int) -> None:
         """Account `count` items (no time) to `what`."""
-        self.counts[what] = self.counts.get(what, 0) + count
+        with _STATS_LOCK:
+            self.counts[what] = self.counts.get(what, 0) + count
 
 
 class WhisperEngine:
@@ -96,6 +115,8 @@ class WhisperEngine:
         self.stats = EngineStats()
         self._tokenizers: dict[tuple[str, str | None], object] = {}
         self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_size = 0
 
     @property
     def multilingual(self) -> bool:
@@ -165,7 +186,8 @@ class WhisperEngine:
         CTranslate2 needs <|startoftranscript|> at one position in every prompt of a batch, so jobs
         with previous text are decoded together with their previous text cut to a common length,
         and jobs without previous text form a second batch. Jobs are also grouped by encoder window
-        (short chunks are encoded in short windows, see `window_frames`).
+        (short chunks are encoded in short windows, see `window_frames`). Each group is dealt into
+        `decoders` sub-batches of about equal audio (`split_rows`), decoded at once.
         """
         if not jobs:
             return []
@@ -176,14 +198,42 @@ class WhisperEngine:
         by_window: dict[int, list[int]] = {}
         for i, job in enumerate(jobs):
             by_window.setdefault(job.frames, []).append(i)
+        tasks: list[tuple[int, list[int], list[list[int]]]] = []
+        for frames, members in sorted(by_window.items()):
+            for indices, prompts in self._prompt_groups([jobs[i] for i in members]):
+                seconds = [len(jobs[members[i]].audio) for i in indices]
+                for part in split_rows(seconds, self.decoders):
+                    tasks.append((frames, [members[indices[k]] for k in part], [prompts[k] for k in part]))
+
+        def decode(task: tuple[int, list[int], list[list[int]]]) -> list[Decoded]:
+            frames, rows, prompts = task
+            return self._run_group([jobs[i] for i in rows], prompts, settings, frames)
+
         with self._lock:
-            for frames, members in sorted(by_window.items()):
-                for indices, prompts in self._prompt_groups([jobs[i] for i in members]):
-                    group = [jobs[members[i]] for i in indices]
-                    decoded = self._run_group(group, prompts, settings, frames)
-                    for i, result in zip(indices, decoded, strict=True):
-                        results[members[i]] = result
+            if len(tasks) == 1:
+                outputs = [decode(tasks[0])]
+            else:  # every sub-batch is finished before an error is raised (none outlives the lock)
+                futures = [self._pool().submit(decode, task) for task in tasks]
+                wait(futures)
+                outputs = [future.result() for future in futures]
+        for (_, rows, _), decoded in zip(tasks, outputs, strict=True):
+            for i, result in zip(rows, decoded, strict=True):
+                results[i] = result
         return results  # type: ignore[return-value]
+
+    @property
+    def decoders(self) -> int:
+        """Sub-batches decoded at once: the CTranslate2 model's workers on CPU (see
+        `pipeline.cpu_layout`), one on a GPU, where one large batch is faster."""
+        return max(1, int(self.model.num_workers)) if self.model.device == "cpu" else 1
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None or self._executor_size != self.decoders:
+            if self._executor is not None:
+                self._executor.shutdown(wait=False)
+            self._executor = ThreadPoolExecutor(self.decoders, thread_name_prefix="amanuensis-decoder")
+            self._executor_size = self.decoders
+        return self._executor
 
     def _prompt_groups(self, jobs: list[ChunkJob]) -> list[tuple[list[int], list[list[int]]]]:
         """Partition jobs by whether they carry previous text; equalise the previous-text lengths."""

@@ -103,10 +103,11 @@ def fresh_sampler(whisper: object, path: str, compute_type: str, threads: int) -
     """Give a faster-whisper WhisperModel a new, warmed-up CTranslate2 model on the same files.
     CTranslate2 seeds a worker thread's sampler only at its first draw (OpenNMT/CTranslate2#1757), so
     with a new model per source and mode the temperature-fallback draws no longer depend on what was
-    decoded before. The warm-up (an encode and a greedy decode of silence) draws nothing."""
+    decoded before. The warm-up (an encode and a greedy decode of silence) draws nothing. The new model
+    keeps the old one's workers, which share `threads`."""
     old = whisper.model
     model = ctranslate2.models.Whisper(path, device=old.device, device_index=old.device_index,
-                                       compute_type=compute_type, intra_threads=threads,
+                                       compute_type=compute_type, intra_threads=max(1, threads // old.num_workers),
                                        inter_threads=old.num_workers)
     silence = np.zeros((1, model.n_mels, 3000), dtype=np.float32)
     start = whisper.hf_tokenizer.token_to_id("<|startoftranscript|>")
