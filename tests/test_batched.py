@@ -16,6 +16,7 @@ from amanuensis.asr.scheduler import BatchScheduler
 from amanuensis.asr.vad import detect_speech
 from amanuensis.audio import SAMPLE_RATE, decode_audio
 from amanuensis.bench.e2e import word_error_rate
+from amanuensis.errors import OptionsError
 from amanuensis.pipeline import MAX_DECODERS, TranscribeOptions, cpu_layout
 
 from .conftest import DATA
@@ -503,3 +504,28 @@ def test_cpu_layout_runs_one_thread_decoders_on_a_cpu_and_one_worker_on_a_gpu(mo
     assert cpu_layout(2) == (2, 1)  # one worker with every thread, as before
     monkeypatch.setenv("AMANUENSIS_DECODERS", "3")
     assert cpu_layout(2) == (1, 2)  # never more decoders than threads
+    monkeypatch.setenv("AMANUENSIS_DECODERS", "two")
+    with pytest.raises(OptionsError, match="AMANUENSIS_DECODERS must be a whole number"):
+        cpu_layout(2)
+
+
+def test_a_failing_sub_batch_is_raised_only_once_every_sub_batch_is_done(transcriber, monkeypatch):
+    engine = BatchedTranscriber(transcriber).engine
+    if engine.decoders < 2:
+        pytest.skip("one CPU core: one decoder")
+    tokenizer = engine.tokenizer()
+    jobs = [ChunkJob(np.zeros(SAMPLE_RATE, dtype=np.float32), engine.prompt(tokenizer, []), DecodeSettings())
+            for _ in range(2)]
+    finished: list[int] = []
+
+    def run_group(jobs_, prompts, settings, frames=3000):
+        if jobs_[0] is jobs[0]:
+            raise RuntimeError("decoder failed")
+        time.sleep(0.3)
+        finished.append(len(jobs_))
+        return []
+
+    monkeypatch.setattr(engine, "_run_group", run_group)
+    with pytest.raises(RuntimeError, match="decoder failed"):
+        engine.run(jobs)
+    assert finished == [1], "the other sub-batch had finished when the error was raised"

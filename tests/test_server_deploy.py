@@ -82,6 +82,14 @@ def test_unknown_model_exits_2_in_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_bad_decoder_count_exits_2_in_one_line(tmp_path):
+    env = _environment(AMANUENSIS_PYTHON=sys.executable, AMANUENSIS_ENV_FILE=str(tmp_path / "none"),
+                       AMANUENSIS_DECODERS="two")
+    result = subprocess.run([str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "AMANUENSIS_DECODERS must be a whole number" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_systemd_unit_verifies(tmp_path):
     unit = tmp_path / "amanuensis.service"

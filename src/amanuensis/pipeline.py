@@ -56,7 +56,11 @@ def cpu_layout(threads: int, device: str = "cpu") -> tuple[int, int]:
     threads = max(1, threads)
     if device == "cuda" or (device == "auto" and _cuda_present()):
         return threads, 1
-    chosen = int(os.environ.get("AMANUENSIS_DECODERS", "0")) or min(threads, MAX_DECODERS)
+    raw = os.environ.get("AMANUENSIS_DECODERS", "").strip()
+    if raw and not raw.isdigit():
+        raise OptionsError(f"AMANUENSIS_DECODERS must be a whole number (0: as many as threads), not {raw!r}",
+                           "AMANUENSIS_DECODERS")
+    chosen = int(raw or "0") or min(threads, MAX_DECODERS)
     decoders = max(1, min(chosen, threads))
     return max(1, threads // decoders), decoders
 

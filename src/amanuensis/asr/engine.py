@@ -201,8 +201,8 @@ class WhisperEngine:
         tasks: list[tuple[int, list[int], list[list[int]]]] = []
         for frames, members in sorted(by_window.items()):
             for indices, prompts in self._prompt_groups([jobs[i] for i in members]):
-                seconds = [len(jobs[members[i]].audio) for i in indices]
-                for part in split_rows(seconds, self.decoders):
+                sizes = [len(jobs[members[i]].audio) for i in indices]
+                for part in split_rows(sizes, self.decoders):
                     tasks.append((frames, [members[indices[k]] for k in part], [prompts[k] for k in part]))
 
         def decode(task: tuple[int, list[int], list[list[int]]]) -> list[Decoded]:

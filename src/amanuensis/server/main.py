@@ -9,8 +9,9 @@ from collections.abc import Sequence
 import uvicorn
 from pydantic import ValidationError
 
-from ..errors import ModelError
+from ..errors import ModelError, OptionsError
 from ..models import resolve_model
+from ..pipeline import cpu_layout
 from .app import create_app
 from .logs import configure_logging
 from .settings import ServerSettings, add_serve_arguments, settings_from_args
@@ -34,13 +35,14 @@ class _Server(uvicorn.Server):
 
 
 def serve(settings: ServerSettings | None = None) -> int:
-    """Run the server until SIGINT/SIGTERM; returns 0 after a clean stop, 2 for an unknown model,
-    1 when start-up failed otherwise."""
+    """Run the server until SIGINT/SIGTERM; returns 0 after a clean stop, 2 for an unknown model or a
+    bad AMANUENSIS_DECODERS, 1 when start-up failed otherwise."""
     settings = settings or ServerSettings()
     configure_logging(settings.log_level, settings.log_format)
     try:
         resolve_model(settings.model)  # a wrong name fails here in one line, before anything starts
-    except ModelError as exc:
+        cpu_layout(settings.threads_per_worker(), settings.device)  # and so does AMANUENSIS_DECODERS
+    except (ModelError, OptionsError) as exc:
         log.error("cannot start: %s", exc)
         return 2
     if settings.ray_address is not None:
