@@ -7,7 +7,7 @@ import json
 import pytest
 
 from amanuensis.audio import SAMPLE_RATE, decode_audio
-from amanuensis.bench import e2e
+from amanuensis.bench import e2e, machine
 
 from .conftest import DATA
 
@@ -15,6 +15,17 @@ from .conftest import DATA
 def test_word_error_rate_normalises_before_counting():
     assert e2e.word_error_rate(["Mr. Smith, 2 dogs!"], ["mister smith two dogs"]) == 0.0
     assert e2e.word_error_rate(["the cat sat down"], ["the cat down"]) == pytest.approx(0.25)
+
+
+def test_the_machine_is_named_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14\n", encoding="utf-8")
+    assert machine.cpu_model(cpuinfo) == "AMD EPYC 9R14"
+    assert machine.cpu_model(tmp_path / "missing") != ""
+    line = machine.summary({"cpu": "AMD EPYC 9R14", "cpus": 2, "load": 0.5, "load_end": 1.25, "ctranslate2": "4.8.5",
+                            "device": "cpu", "compute_type": "int8", "decoders": 2, "threads_per_decoder": 1})
+    assert line == ("machine: AMD EPYC 9R14, 2 cpus, load 0.5 -> 1.25, ctranslate2 4.8.5, cpu int8, "
+                    "ours 2 decoder(s) x 1 thread(s)")
 
 
 def test_refs_are_read_from_a_tsv(tmp_path):
@@ -35,7 +46,8 @@ def test_bench_prints_rows_for_peer_and_us_with_wer(capsys):
     code = e2e.main([*files, "--refs", str(DATA / "transcripts.tsv"), "--concat", "--json",
                      "--modes", "fw-beam5,amanuensis"])
     assert code == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = capsys.readouterr().out.strip().splitlines()
+    report = json.loads(out[-1])
     assert report["audio_seconds"] > 10
     names = [row["name"] for row in report["rows"]]
     assert names == ["fw-beam5", "amanuensis"]
@@ -44,6 +56,10 @@ def test_bench_prints_rows_for_peer_and_us_with_wer(capsys):
         assert row["seconds"] > 0 and row["realtime"] > 0
         assert 0.0 <= row["wer"] < 0.2
     assert report["profile"]["chunks"] >= 1
+    machine = report["machine"]
+    assert machine["cpus"] >= 1 and machine["cpu"] and machine["ctranslate2"]
+    assert machine["decoders"] >= 1 and machine["threads_per_decoder"] >= 1
+    assert out[0].startswith("machine: ") and f"{machine['cpus']} cpus" in out[0]
 
 
 @pytest.mark.slow

@@ -333,3 +333,25 @@ def test_sigterm_finishes_the_open_turn_before_closing(tmp_path):
     assert len(completed) == 1 and "fellow americans" in completed[0]["transcript"].lower(), events
     assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == "server_shutdown"
     assert code == 1001
+
+
+def test_bench_realtime_replays_clips_at_1x_and_reports_latency_and_wer(server, capsys):
+    """`amanuensis bench realtime` against a running server: two streams of two real clips at 1x, each
+    with deltas before its words' turn ends, finals and offline text near the references."""
+    from amanuensis.bench import realtime
+
+    clips = [str(JFK), str(DATA / "TTS" / "LJ001-0002.wav")]
+    code = realtime.main([*clips, "--refs", str(DATA / "transcripts.tsv"), "--url", server.url,
+                          "--api-key", KEY, "--streams", "2", "--json"])
+    assert code == 0
+    run = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert run["streams"] == 2 and run["machine"]["cpus"] >= 1
+    *streams, overall = run["reports"]
+    assert [r["stream"] for r in streams] == [0, 1] and overall["stream"] == -1
+    for report in streams:
+        assert report["errors"] == []
+        assert report["turns"] >= 1 and report["words"] >= 20
+        assert report["words_with_delta"] > 0 and 0 < report["delta_p50_s"] < 10
+        assert 0 <= report["completed_p50_s"] < 10 and report["lag_end_s"] < 10
+        assert report["wer_final"] < 25 and report["wer_offline"] < 25
+    assert overall["words"] == sum(r["words"] for r in streams)

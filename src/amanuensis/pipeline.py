@@ -108,6 +108,8 @@ class Transcriber:
         self.device = device
         compute_type = default_compute_type(device) if compute_type == "auto" else compute_type
         worker_threads, decoders = cpu_layout(cpu_threads or default_cpu_threads(), device)
+        self.layout = (worker_threads, decoders)
+        """(threads per CTranslate2 worker, workers) of this model copy (`cpu_layout`)."""
         try:
             self.whisper = WhisperModel(
                 self.info.path,

@@ -14,8 +14,10 @@ hits every mode alike. WER is corpus-level over Whisper's English normalizer, ov
 Temperature fallback samples, and CTranslate2 cannot reseed a running sampler, so every mode gets new
 (warmed-up, untimed) CTranslate2 models before each source: a source's figures do not depend on which
 sources or modes ran before it.
+The report starts with the machine (CPU model, cores, load at start and end, CTranslate2 version, our
+decoder layout): ratios against the peer differ from one CPU to another.
 With --json the last line printed is {"audio_seconds", "rows": [{"name", "seconds", "realtime",
-"wer"}], "sources": {source: {"audio_seconds", "rows"}}, "profile"}.
+"wer"}], "sources": {source: {"audio_seconds", "rows"}}, "profile", "machine"}.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, decode_audio
 from ..evaluation import word_error_rate
+from .machine import describe, load_average, summary
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +274,8 @@ def _table(report: dict) -> str:
     header = f"{'mode':22} {'seconds':>8} {'x rtime':>9} {'WER %':>7} {'speed vs':>9} {'WER vs':>8}"
     sub = f"{'':22} {'':8} {'':9} {'':7} {'fw-batch5':>9} {'fw-beam5':>8}"
     lines = [f"audio: {report['audio_seconds']:.1f} s{orders}", header, sub, *_lines(report["rows"])]
+    if "machine" in report:
+        lines.insert(0, summary(report["machine"]))
     for r in report["rows"]:
         if "wer_by_order" in r:
             lines.append(f"{r['name']:22} WER % by order: " + " ".join(f"{100 * w:.2f}" for w in r["wer_by_order"]))
@@ -311,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
 
     items = _inputs(args)
     transcriber = Transcriber(args.model, cpu_threads=args.threads)
+    machine = describe(transcriber)
     report = run(items, modes, transcriber, args.batch_size, orders=args.orders, threads=args.threads)
+    report["machine"] = {**machine, "load_end": load_average()}
     if args.orders > 1:
         report["orders"] = args.orders
     print(_table(report))

@@ -29,6 +29,8 @@ from urllib.parse import urlparse
 
 import httpx
 
+from .machine import describe, summary
+
 log = logging.getLogger(__name__)
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -312,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         reports = [report.alone, report.together]
     else:
         data, text, reports = asdict(report), format_report(report), [report]
+    machine = describe()
+    data["machine"] = machine
+    text = summary(machine) + "\n" + text
     sys.stdout.write(json.dumps(data, indent=2) + "\n" if args.json else text)
     return 0 if all(r.failed == 0 and r.lost == 0 for r in reports) else 1
 

@@ -42,6 +42,7 @@ from ..audio import decode_audio
 from ..constants import SAMPLE_RATE
 from ..evaluation import read_references, word_error_rate
 from .load import LOOPBACK, default_data_dir, local_server, percentile
+from .machine import describe, summary
 
 APPEND_S = 0.1
 LAG_LINE = re.compile(r'^amanuensis_realtime_session_lag_seconds\{session="([^"]+)"\} ([0-9.eE+-]+)$', re.M)
@@ -342,11 +343,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="amanuensis-bench-rt-")))
             flags = args.server_args.split() + ["--max-realtime-sessions", str(max(args.streams) + 1)]
             url = stack.enter_context(local_server(flags, workdir / "server.log"))
+        if not args.json:
+            print(summary(describe()), flush=True)
         for streams in args.streams:
             reports = asyncio.run(run_streams(url, clips, refs, streams, args.seconds, args.gap, args.speed,
                                               args.api_key, args.texts))
             if args.json:
-                print(json.dumps({"streams": streams, "reports": [asdict(r) for r in reports]}))
+                print(json.dumps({"streams": streams, "reports": [asdict(r) for r in reports],
+                                  "machine": describe()}))
             else:
                 print(format_reports(streams, reports), flush=True)
     return 0
