@@ -56,10 +56,10 @@ def test_bench_prints_rows_for_peer_and_us_with_wer(capsys):
         assert row["seconds"] > 0 and row["realtime"] > 0
         assert 0.0 <= row["wer"] < 0.2
     assert report["profile"]["chunks"] >= 1
-    machine = report["machine"]
-    assert machine["cpus"] >= 1 and machine["cpu"] and machine["ctranslate2"]
-    assert machine["decoders"] >= 1 and machine["threads_per_decoder"] >= 1
-    assert out[0].startswith("machine: ") and f"{machine['cpus']} cpus" in out[0]
+    info = report["machine"]
+    assert info["cpus"] >= 1 and info["cpu"] and info["ctranslate2"]
+    assert info["decoders"] >= 1 and info["threads_per_decoder"] >= 1
+    assert out[0].startswith("machine: ") and f"{info['cpus']} cpus" in out[0]
 
 
 @pytest.mark.slow

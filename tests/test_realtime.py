@@ -337,7 +337,7 @@ def test_sigterm_finishes_the_open_turn_before_closing(tmp_path):
 
 def test_bench_realtime_replays_clips_at_1x_and_reports_latency_and_wer(server, capsys):
     """`amanuensis bench realtime` against a running server: two streams of two real clips at 1x, each
-    with deltas before its words' turn ends, finals and offline text near the references."""
+    with word deltas, `.completed` latencies, and final and offline texts near the references."""
     from amanuensis.bench import realtime
 
     clips = [str(JFK), str(DATA / "TTS" / "LJ001-0002.wav")]
