@@ -187,7 +187,7 @@ class WhisperEngine:
         with previous text are decoded together with their previous text cut to a common length,
         and jobs without previous text form a second batch. Jobs are also grouped by encoder window
         (short chunks are encoded in short windows, see `window_frames`). Each group is dealt into
-        `decoders` sub-batches of about equal audio (`split_rows`), decoded at once.
+        `decoders` sub-batches of about equal audio (`split_rows`), decoded at once, the largest first.
         """
         if not jobs:
             return []
@@ -204,6 +204,9 @@ class WhisperEngine:
                 sizes = [len(jobs[members[i]].audio) for i in indices]
                 for part in split_rows(sizes, self.decoders):
                     tasks.append((frames, [members[indices[k]] for k in part], [prompts[k] for k in part]))
+        # the decoders take sub-batches in this order as they come free: the largest first (LPT), so that
+        # a small one (a short chunk, a chunk without previous text) fills a gap instead of ending the step
+        tasks.sort(key=lambda task: -sum(task[0] + len(jobs[i].audio) // HOP_SAMPLES for i in task[1]))
 
         def decode(task: tuple[int, list[int], list[list[int]]]) -> list[Decoded]:
             frames, rows, prompts = task
