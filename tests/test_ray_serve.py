@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from amanuensis.evaluation import normalize
-from amanuensis.server.ray_serve import autoscaling_config
+from amanuensis.server.ray_serve import RayModelPool, ReplicaAnswer, autoscaling_config
 from amanuensis.server.settings import ServerSettings
 
 from . import server_fixtures
@@ -74,6 +74,20 @@ def expected(tmp_path_factory) -> list[dict]:
     """The single-process server's answers, one request at a time."""
     with run_server(tmp_path_factory.mktemp("single"), "--cpu-threads", "1") as single:
         return [_essence(_post(single.url, clip)) for clip in CLIPS]
+
+
+def test_a_replica_answer_that_arrives_late_does_not_lower_its_served_count():
+    pool = RayModelPool(ServerSettings(), handle=None)
+    identity = {"replica": "r1", "node": "n", "ip": "127.0.0.1", "pid": 1, "actor": ""}
+
+    def answer(served: int, batches: int) -> ReplicaAnswer:
+        counts = {"batches": batches, "chunks": batches, "shared_batches": 0, "largest_batch": 1}
+        return ReplicaAnswer(None, {**identity, "served": served}, counts)
+
+    for served in (1, 3, 2):  # the answers to two concurrent requests arrive out of order
+        pool.record(answer(served, batches=served))
+    assert pool._answers["r1"].replica["served"] == 3
+    assert pool.batching()["batches"] == 3  # the batching counts of the newest answer
 
 
 @needs_ray

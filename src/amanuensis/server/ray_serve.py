@@ -170,9 +170,13 @@ class RayModelPool(ModelPool):
         return info
 
     def record(self, answer: ReplicaAnswer) -> None:
-        """Keep each replica's latest answer (its served count and batching counts)."""
+        """Keep each replica's newest answer (its served count and batching counts): the one with the
+        highest served count, since answers to concurrent requests can arrive here out of order."""
+        key = answer.replica["replica"]
         with self._answers_lock:
-            self._answers[answer.replica["replica"]] = answer
+            kept = self._answers.get(key)
+            if kept is None or answer.replica["served"] >= kept.replica["served"]:
+                self._answers[key] = answer
 
     def batching(self) -> dict:
         """The settings and the engine batches of every replica that has answered, added up."""
