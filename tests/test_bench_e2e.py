@@ -23,9 +23,24 @@ def test_the_machine_is_named_from_cpuinfo(tmp_path):
     assert machine.cpu_model(cpuinfo) == "AMD EPYC 9R14"
     assert machine.cpu_model(tmp_path / "missing") != ""
     line = machine.summary({"cpu": "AMD EPYC 9R14", "cpus": 2, "load": 0.5, "load_end": 1.25, "ctranslate2": "4.8.5",
-                            "device": "cpu", "compute_type": "int8", "decoders": 2, "threads_per_decoder": 1})
+                            "device": "cpu", "compute_type": "int8", "decoders": 2, "threads_per_decoder": 1,
+                            "frontend": "cpu (c-avx2)"})
     assert line == ("machine: AMD EPYC 9R14, 2 cpus, load 0.5 -> 1.25, ctranslate2 4.8.5, cpu int8, "
-                    "ours 2 decoder(s) x 1 thread(s)")
+                    "ours 2 decoder(s) x 1 thread(s), front end cpu (c-avx2)")
+
+
+def test_the_report_names_the_front_end_kernel_that_ran(transcriber):
+    """Features from the compiled kernel and from its numpy fallback differ by rounding, enough to change
+    a decoded word: a report says which one ran."""
+    from amanuensis.features.backends.cpu import kernel_available
+
+    info = machine.describe(transcriber)
+    label = transcriber.frontend.active
+    assert info["frontend"].startswith(label)
+    if label == "cpu":
+        assert info["frontend"] in ("cpu (numpy)", *(f"cpu (c-{isa})" for isa in ("avx2", "avx512", "baseline")))
+        assert ("(c-" in info["frontend"]) == kernel_available()
+    assert machine.frontend_in_use(None) is None
 
 
 def test_refs_are_read_from_a_tsv(tmp_path):

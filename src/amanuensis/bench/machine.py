@@ -2,7 +2,9 @@
 
 Ratios against a peer depend on the machine (the same code read 1.20x faster-whisper batched on one
 2-core box and 0.98x on another, where the peer gained more from the faster CPU), so every report says
-which machine it came from.
+which machine it came from, and which front end ran: the compiled log-mel kernel and its numpy
+fallback give features equal to within float rounding, which can still flip a decoder's choice, so
+two runs compare only when both name the same kernel (a git worktree holds no build of the kernel).
 """
 
 from __future__ import annotations
@@ -32,8 +34,19 @@ def load_average() -> float | None:
         return None
 
 
+def frontend_in_use(chain: object) -> str | None:
+    """The front-end backend the next call goes to, with the CPU kernel it runs: 'cpu (c-avx2)',
+    'cpu (numpy)', 'torch:cuda'; None when no backend is healthy."""
+    label = getattr(chain, "active", None)
+    for entry in getattr(chain, "entries", []):
+        if label is not None and entry.label == label and entry.backend is not None:
+            kernel = getattr(entry.backend, "kernel", None)
+            return f"{label} ({kernel})" if kernel else label
+    return label
+
+
 def describe(transcriber: object | None = None) -> dict:
-    """The machine and, given our Transcriber, its device, compute type and decoder layout."""
+    """The machine and, given our Transcriber, its device, compute type, decoder layout and front end."""
     import ctranslate2
 
     info: dict = {"cpu": cpu_model(), "cpus": os.cpu_count(), "load": load_average(),
@@ -41,7 +54,8 @@ def describe(transcriber: object | None = None) -> dict:
     if transcriber is not None:
         per, decoders = transcriber.layout
         info.update(device=str(transcriber.whisper.model.device), compute_type=transcriber.compute_type,
-                    decoders=decoders, threads_per_decoder=per)
+                    decoders=decoders, threads_per_decoder=per,
+                    frontend=frontend_in_use(getattr(transcriber, "frontend", None)))
     return info
 
 
@@ -51,6 +65,8 @@ def summary(info: dict) -> str:
     if info.get("decoders"):
         layout = f", ours {info['decoders']} decoder(s) x {info['threads_per_decoder']} thread(s)"
     device = f", {info['device']} {info['compute_type']}" if info.get("device") else ""
+    frontend = f", front end {info['frontend']}" if info.get("frontend") else ""
     ends = info.get("load_end")
     load = f"load {info['load']}" + (f" -> {ends}" if ends is not None else "")
-    return f"machine: {info['cpu']}, {info['cpus']} cpus, {load}, ctranslate2 {info['ctranslate2']}{device}{layout}"
+    versions = f"ctranslate2 {info['ctranslate2']}{device}{layout}{frontend}"
+    return f"machine: {info['cpu']}, {info['cpus']} cpus, {load}, {versions}"
