@@ -32,7 +32,8 @@ def test_the_machine_is_named_from_cpuinfo(tmp_path):
 def test_the_report_names_the_front_end_kernel_that_ran(transcriber):
     """Features from the compiled kernel and from its numpy fallback differ by rounding, enough to change
     a decoded word: a report says which one ran."""
-    from amanuensis.features.backends.cpu import kernel_available
+    from amanuensis.features.backends.cpu import CpuBackend, kernel_available
+    from amanuensis.features.chain import FrontendChain
 
     info = machine.describe(transcriber)
     label = transcriber.frontend.active
@@ -41,6 +42,7 @@ def test_the_report_names_the_front_end_kernel_that_ran(transcriber):
         assert info["frontend"] in ("cpu (numpy)", *(f"cpu (c-{isa})" for isa in ("avx2", "avx512", "baseline")))
         assert ("(c-" in info["frontend"]) == kernel_available()
     assert machine.frontend_in_use(None) is None
+    assert machine.frontend_in_use(FrontendChain([CpuBackend(use_kernel=False)])) == "cpu (numpy)"
 
 
 def test_refs_are_read_from_a_tsv(tmp_path):
