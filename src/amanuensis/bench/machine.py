@@ -38,8 +38,10 @@ def frontend_in_use(chain: object) -> str | None:
     """The front-end backend the next call goes to, with the CPU kernel it runs: 'cpu (c-avx2)',
     'cpu (numpy)', 'torch:cuda'; None when no backend is healthy."""
     label = getattr(chain, "active", None)
+    if label is None:
+        return None
     for entry in getattr(chain, "entries", []):
-        if label is not None and entry.label == label and entry.backend is not None:
+        if entry.label == label and entry.backend is not None:
             kernel = getattr(entry.backend, "kernel", None)
             return f"{label} ({kernel})" if kernel else label
     return label
