@@ -457,6 +457,57 @@ def test_a_decode_stops_at_the_token_cap_for_its_audio_length(transcriber, rate)
             assert default.tokens == full.tokens
 
 
+def _caps_of_calls(engine: WhisperEngine, monkeypatch) -> list[tuple[float, int | None, list[int]]]:
+    """Record (temperature, cap, tokens per row) of every `generate` call the engine makes."""
+    calls: list[tuple[float, int | None, list[int]]] = []
+    original = engine._generate
+
+    def spy(encoded, prompts, settings_, temperature, **kw):
+        out = original(encoded, prompts, settings_, temperature, **kw)
+        calls.append((temperature, kw.get("cap"), [len(r.tokens) for r in out]))
+        return out
+
+    monkeypatch.setattr(engine, "_generate", spy)
+    return calls
+
+
+def test_a_decode_that_reaches_its_stage_without_ending_or_looping_is_decoded_again_to_the_whole_cap(
+        transcriber, monkeypatch):
+    """Staged decoding changes no text: speech that outlasts the first stage is decoded again in full,
+    with the very tokens of a decode that was never staged."""
+    engine = BatchedTranscriber(transcriber).engine
+    clip = np.concatenate([decode_audio(DATA / "TTS" / f"LJ001-000{k}.wav") for k in (1, 2, 3)])[: 25 * SAMPLE_RATE]
+    prompt = engine.prompt(engine.tokenizer(), [])
+    settings = DecodeSettings(max_tokens_per_second=1.0)  # a cap of 57 tokens, under this clip's ~70
+    cap = settings.token_cap(len(clip) / SAMPLE_RATE)
+    unstaged = engine.run([ChunkJob(clip, prompt, replace(settings, first_stage=None, retry_stage=None))])[0]
+    calls = _caps_of_calls(engine, monkeypatch)
+    staged = engine.run([ChunkJob(clip, prompt, settings)])[0]
+    stage = -(-cap * 3 // 4)
+    assert calls[:2] == [(0.0, stage, [stage]), (0.0, None, [cap])]
+    assert staged.tokens == unstaged.tokens and staged.reached_cap and not staged.loop_start
+
+
+def test_a_loop_is_given_up_at_its_stage_in_the_first_decode_and_in_every_retry(transcriber, monkeypatch):
+    """A try that loops by its stage is not decoded on to the cap: the first decode stops at 3/4 of
+    it, the retry without previous text and the sampled try at half (a sampled try that loops like the
+    try before it ends the fallback)."""
+    engine = BatchedTranscriber(transcriber).engine
+    clip = np.concatenate([decode_audio(DATA / "TTS" / f"LJ001-000{k}.wav") for k in (1, 2, 3)])[: 25 * SAMPLE_RATE]
+    tokenizer = engine.tokenizer()
+    prompt = engine.prompt(tokenizer, tokenizer.encode(" It was the best of times, it was the worst of times."))
+    # every text of more than 40 characters counts as a loop; a cap of 57 tokens
+    looping = DecodeSettings(compression_ratio_threshold=0.1, chunk_ratio_slack=1.0, max_tokens_per_second=1.0,
+                             temperatures=(0.0, 0.2, 0.4))
+    cap = looping.token_cap(len(clip) / SAMPLE_RATE)
+    calls = _caps_of_calls(engine, monkeypatch)
+    result = engine.run([ChunkJob(clip, prompt, looping)])[0]
+    first, retry = -(-cap * 3 // 4), -(-cap // 2)
+    assert calls == [(0.0, first, [first]), (0.0, retry, [retry]), (0.2, retry, [retry])]
+    assert result.reached_cap and result.loop_start is not None
+    assert engine.stats.counts["loops_stopped_early"] >= 3
+
+
 def test_split_rows_deals_a_batch_into_balanced_sub_batches_in_batch_order():
     assert split_rows([30, 30, 30, 30, 10, 10], 2) == [[0, 2, 4], [1, 3, 5]]
     assert split_rows([5, 30, 20, 10], 2) == [[0, 1], [2, 3]]  # 35 against 30

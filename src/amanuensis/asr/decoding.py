@@ -58,6 +58,14 @@ class DecodeSettings:
     are sampled again; an unlikely chunk keeps its most likely beam result, with or without previous
     text. On the dev sets sampling unlikely chunks made hard (non-native) speech worse: speechocean762
     joined 33.26 % against 30.62 %, clip by clip 36.93 % against 36.34 %, the rest unchanged."""
+    first_stage: float | None = 0.75
+    """A chunk's first decode stops at this fraction of its token cap (`token_cap`); where it has
+    neither ended nor fallen into a loop by then (speech faster than 32 + 3.75 tokens a second), it is
+    decoded again to the whole cap. A loop runs to the cap, and its text is dropped or decoded again
+    anyway, so this cuts what a loop costs. None: to the whole cap at once."""
+    retry_stage: float | None = 0.5
+    """The same for a chunk decoded again after it failed (without previous text, then sampled): a
+    loop that failed once most often loops again. None: to the whole cap at once."""
     greedy_first_logprob: float | None = None
     """With beam search: decode every chunk greedily first and keep the greedy result where the model
     is sure of it (average log-probability at least this, and no fallback needed); only the other
@@ -87,6 +95,8 @@ class Decoded:
     """The highest compression ratio of one timestamped segment (a loop inside one segment)."""
     loop_start: float | None = None
     """Chunk time (s) where the first looping segment starts, if any."""
+    reached_cap: bool = False
+    """The decode stopped at its token cap (`DecodeSettings.token_cap`), not at the end of the text."""
 
     @property
     def is_silence(self) -> bool:
@@ -120,6 +130,11 @@ def too_repetitive(result: Decoded, settings: DecodeSettings) -> bool:
     if after is not None and result.loop_start is not None and result.loop_start >= after:
         return False
     return result.segment_ratio > threshold or result.compression_ratio > threshold * settings.chunk_ratio_slack
+
+
+def loops(result: Decoded, settings: DecodeSettings) -> bool:
+    """The text falls into a loop somewhere (too repetitive, or a looping segment the caller cuts off)."""
+    return result.loop_start is not None or too_repetitive(result, settings)
 
 
 def stuck_in_a_loop(tried: list[Decoded], settings: DecodeSettings) -> bool:

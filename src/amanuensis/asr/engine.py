@@ -10,6 +10,7 @@ its own fallback), since one call gains little from a second thread.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -26,6 +27,7 @@ from .decoding import (
     DecodeSettings,
     compression_ratio,
     loop_start,
+    loops,
     needs_fallback,
     pick_best,
     segment_ratio,
@@ -41,6 +43,8 @@ SHORTEST_WINDOW_FRAMES = 1000
 """Windows shorter than 10 s made the model loop on short clips: never below this."""
 _STATS_LOCK = threading.Lock()
 TOKENS_PER_SECOND = 50
+CAP_SLACK_TOKENS = 2
+"""A decode stopped by max_length returns up to this many tokens fewer than the cap (measured)."""
 MAX_PROMPT_TOKENS = 223
 
 
@@ -297,8 +301,9 @@ class WhisperEngine:
 
     def _generate(
         self, encoded: ctranslate2.StorageView, prompts: list[list[int]], settings: DecodeSettings, temperature: float,
-        beam_size: int | None = None, *, seconds: list[float],
+        beam_size: int | None = None, *, seconds: list[float], cap: int | None = None,
     ) -> list[Decoded]:
+        """One `generate` call; `cap`: the most new tokens of a row (default: the token cap of the longest)."""
         if temperature > 0 and settings.seed is not None:
             ctranslate2.set_random_seed(settings.seed)
         beam = settings.beam_size if beam_size is None else beam_size
@@ -308,12 +313,14 @@ class WhisperEngine:
             beam = settings.best_of
         else:
             kwargs = {"beam_size": beam, "patience": settings.patience}
+        new_tokens = settings.token_cap(max(seconds)) if cap is None else cap
+        max_length = self._max_length(prompts, new_tokens)
         t0 = time.perf_counter()
         raw = self.model.generate(
             encoded,
             prompts,
             length_penalty=settings.length_penalty,
-            max_length=self._max_length(prompts, settings, seconds),
+            max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=settings.suppress_blank,
@@ -326,7 +333,8 @@ class WhisperEngine:
         self.stats.count("decoder_token_steps", beam * sum(len(r.sequences_ids[0]) for r in raw))
         tokenizer = self.tokenizer()
         out = []
-        for result in raw:
+        for result, prompt in zip(raw, prompts, strict=True):
+            limit = min(max_length // 2, max_length - len(prompt) + 1)
             best = None
             for tokens, score in zip(result.sequences_ids, result.scores):
                 avg = score * (len(tokens) ** settings.length_penalty) / (len(tokens) + 1)
@@ -337,15 +345,15 @@ class WhisperEngine:
             out.append(Decoded(list(tokens), float(avg), float(result.no_speech_prob),
                                compression_ratio(text.strip()), temperature, text,
                                segment_ratio=segment_ratio(tokenizer, tokens),
-                               loop_start=loop_start(tokenizer, tokens, settings.compression_ratio_threshold)))
+                               loop_start=loop_start(tokenizer, tokens, settings.compression_ratio_threshold),
+                               reached_cap=len(tokens) + CAP_SLACK_TOKENS >= limit))
         return out
 
-    def _max_length(self, prompts: list[list[int]], settings: DecodeSettings, seconds: list[float]) -> int:
-        """CTranslate2's max_length for these rows: the model's, or less where `settings.token_cap`
-        bounds the new tokens of the longest chunk. (CTranslate2 stops a Whisper decode after
-        min(max_length / 2, max_length - prompt + 1) new tokens, so the cap is mapped onto that rule.)"""
+    def _max_length(self, prompts: list[list[int]], cap: int | None) -> int:
+        """CTranslate2's max_length for these rows: the model's, or less where `cap` bounds the new
+        tokens. (CTranslate2 stops a Whisper decode after min(max_length / 2, max_length - prompt + 1)
+        new tokens, so the cap is mapped onto that rule.)"""
         limit = self.whisper.max_length
-        cap = settings.token_cap(max(seconds))
         if cap is None:
             return limit
         return min(limit, max(2 * cap, cap + max(len(p) for p in prompts) - 1))
@@ -374,9 +382,8 @@ class WhisperEngine:
             if not pending:
                 break
             log.debug("fallback to t=%.1f for %d of %d chunks", temperature, len(pending), len(prompts))
-            sub = self._subset(encoded, features, pending)
-            retry = self._generate(sub, [prompts[i] for i in pending], settings, temperature,
-                                   seconds=[seconds[i] for i in pending])
+            retry = self._staged(encoded, features, pending, prompts, settings, temperature, seconds,
+                                 settings.retry_stage)
             still = []
             for i, result in zip(pending, retry, strict=True):
                 tried[i].append(result)
@@ -404,7 +411,8 @@ class WhisperEngine:
         only the chunks whose greedy result is unsure."""
         threshold = settings.greedy_first_logprob
         if threshold is None or settings.beam_size <= 1 or temperature > 0:
-            return self._generate(encoded, prompts, settings, temperature, seconds=seconds)
+            return self._staged(encoded, features, list(range(len(prompts))), prompts, settings, temperature,
+                                seconds, settings.first_stage)
         results = self._generate(encoded, prompts, settings, temperature, beam_size=1, seconds=seconds)
         unsure = [i for i, r in enumerate(results) if r.avg_logprob < threshold or needs_fallback(r, settings)]
         if unsure:
@@ -435,12 +443,43 @@ class WhisperEngine:
             return pending
         for i in prompted:
             prompts[i] = prompts[i][prompts[i].index(sot) :]
-        retry = self._generate(self._subset(encoded, features, prompted), [prompts[i] for i in prompted],
-                               settings, settings.temperatures[0], seconds=[seconds[i] for i in prompted])
+        retry = self._staged(encoded, features, prompted, prompts, settings, settings.temperatures[0], seconds,
+                             settings.retry_stage)
         for i, result in zip(prompted, retry, strict=True):
             tried[i].append(result)
             results[i] = result
         return [i for i in pending if needs_fallback(results[i], settings)]
+
+    def _staged(
+        self,
+        encoded: ctranslate2.StorageView,
+        features: np.ndarray,
+        rows: list[int],
+        prompts: list[list[int]],
+        settings: DecodeSettings,
+        temperature: float,
+        seconds: list[float],
+        stage: float | None,
+    ) -> list[Decoded]:
+        """Rows `rows` of a batch decoded at `temperature`, first to `stage` of their token cap; a try that
+        has ended or fallen into a loop by then is kept (a loop would run to the cap, and the caller drops
+        it or decodes it again), the rest is decoded again to the whole cap."""
+        results: dict[int, Decoded] = {}
+        todo = list(rows)
+        full = settings.token_cap(max(seconds[i] for i in rows))
+        caps = [None] if stage is None or full is None else [max(1, math.ceil(full * stage)), None]
+        for cap in caps:
+            whole = len(todo) == encoded.shape[0]
+            decoded = self._generate(encoded if whole else self._subset(encoded, features, todo),
+                                     [prompts[i] for i in todo], settings, temperature,
+                                     seconds=[seconds[i] for i in todo], cap=cap)
+            results.update(zip(todo, decoded, strict=True))
+            todo = [i for i in todo if results[i].reached_cap and not loops(results[i], settings)]
+            if cap is not None:
+                self.stats.count("loops_stopped_early", sum(r.reached_cap and loops(r, settings) for r in decoded))
+            if not todo:
+                break
+        return [results[i] for i in rows]
 
     def _subset(
         self, encoded: ctranslate2.StorageView, features: np.ndarray, rows: list[int]
