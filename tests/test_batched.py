@@ -374,6 +374,27 @@ def test_a_short_tail_with_speech_in_it_starts_the_next_chunk(transcriber):
     assert len(seen) == 1
 
 
+def test_speech_the_model_loops_on_at_every_temperature_is_reported_as_unintelligible(transcriber):
+    """A loop near a chunk's start that no fallback cured makes the lane step over 5 s; the speech it
+    steps over comes out as an [unintelligible] segment in its place, not as nothing."""
+    loop = " ".join(["la"] * 40)
+    words = "and then we talked about the weather for a while, as one does"
+    def script():
+        return [[(0.0, "Good morning.", 1.5), (1.5, loop, 29.0)],  # a loop from 1.5 s: the lane steps to 5 s
+                [(0.0, words, 8.0), (8.0, words, 16.0), (16.0, words, 24.5)]]
+
+    batched, seen = _scripted(transcriber, script(), _ConstantVad())
+    segments, _, _ = batched.transcribe(_ramp(30.0), TranscribeOptions(word_timestamps=False))
+    assert seen[1][0] == pytest.approx(5.0 * SAMPLE_RATE / 1e9, rel=1e-4), "the lane goes on at 5 s"
+    texts = [s.text.strip() for s in segments]
+    assert texts == ["Good morning.", "[unintelligible]", words, words, words]
+    assert segments[1].start >= 1.5 - 0.11 and segments[1].end <= 5.0 + 1e-6
+    # over a pause (by VAD) there is nothing to report
+    batched, seen = _scripted(transcriber, script(), _ConstantVad(quiet=(1.5, 5.0)))
+    segments, _, _ = batched.transcribe(_ramp(30.0), TranscribeOptions(vad_filter=False))
+    assert "[unintelligible]" not in " ".join(s.text for s in segments)
+
+
 @pytest.mark.parametrize(("seconds", "margin", "frames"), [
     (0.5, 5.0, 1000), (5.0, 5.0, 1000), (6.0, 5.0, 2000), (15.0, 5.0, 2000), (15.5, 5.0, 3000),
     (29.9, 5.0, 3000), (3.0, None, 3000),

@@ -33,6 +33,9 @@ RunBatch = Callable[[list[ChunkJob]], list[Decoded]]
 PROMPT_RESET_TEMPERATURE = 0.5
 TAIL_SPEECH_SECONDS = 0.32
 """Speech (by VAD) this long in an untranscribed chunk tail means the model left a word out."""
+UNINTELLIGIBLE = " [unintelligible]"
+"""The text of a segment of speech the model looped on at every temperature and that the lane steps
+over (the words of such speech are not known; Whisper's English normaliser drops bracketed text)."""
 
 
 @dataclass
@@ -253,9 +256,14 @@ class BatchedTranscriber:
                 covered, kept = chunk.duration, split.all_tokens
         loop = next((k for k, (_, _, tokens) in enumerate(pieces)
                      if _is_loop(ctx.tokenizer.decode(tokens), ctx.settings)), None)
+        given_up = None
         if loop is not None:
-            # decode again from where the loop began (with a fresh prompt), always moving forward
-            covered = min(chunk.duration, max(pieces[loop][0], self.min_advance_seconds))
+            # decode again from where the loop began (with a fresh prompt), always moving forward: speech
+            # between a loop near the chunk's start and that minimal step is reported, not left out
+            start = pieces[loop][0]
+            covered = min(chunk.duration, max(start, self.min_advance_seconds))
+            if speech_seconds(ctx.probs, chunk, start, covered) >= TAIL_SPEECH_SECONDS:
+                given_up = (start, covered)
             pieces, kept = pieces[:loop], []
         skip = next((k for k, piece in enumerate(pieces)
                      if is_skip(*piece, ctx.tokenizer, speech_seconds(ctx.probs, chunk, piece[0], piece[1]))), None)
@@ -280,6 +288,9 @@ class BatchedTranscriber:
                 span = (start if k == 0 else group[0]["start"], end if k == len(groups) - 1 else group[-1]["end"])
                 part_text = text if len(groups) == 1 else ctx.tokenizer.decode(part)
                 out.append(self._segment(chunk, decoded, ctx, span, part, part_text, group))
+        if given_up:
+            out.append(self._segment(chunk, decoded, ctx, given_up, [], UNINTELLIGIBLE,
+                                     [] if ctx.settings.word_timestamps else None))
         return out, covered, kept, None
 
     @staticmethod
