@@ -144,6 +144,20 @@ def test_which_chunks_fall_back():
     assert best.text == "ok" and best.temperature == 0.0  # temperature of the last try
 
 
+def test_a_phrase_said_again_in_less_time_than_speech_takes_falls_back_like_a_loop():
+    """Said twice, a phrase compresses too little for the ratio test; said twice in too short a time,
+    it is a repeat the model made up (and is decoded again, first without the previous text)."""
+    settings = DecodeSettings()
+    made_up = " And it was a matter of course that in the Middle Ages, it was a matter of course that in the middle"
+    repeat = Decoded([1], -0.2, 0.01, 1.6, 0.0, made_up, segment_ratio=1.6, seconds=3.17)
+    assert needs_fallback(repeat, settings)
+    assert not needs_fallback(replace(repeat, seconds=6.0), settings), "the same words said slowly are speech"
+    assert not needs_fallback(replace(repeat, seconds=0.0), settings), "no audio length: no density check"
+    fast = " The quick brown fox jumps over the lazy dog while seven wizards box jovially at dawn"
+    assert not needs_fallback(replace(repeat, text=fast, seconds=2.0), settings), "dense but no repeat"
+    assert not needs_fallback(repeat, replace(settings, max_repeating_chars_per_second=None))
+
+
 @pytest.fixture()
 def one_decoder(monkeypatch):
     """Engines decode each batch as one call (no sub-batches at once), as with AMANUENSIS_DECODERS=1."""

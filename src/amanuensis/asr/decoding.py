@@ -29,6 +29,12 @@ class DecodeSettings:
     suppress_blank: bool = True
     suppress_tokens: tuple[int, ...] = (-1,)
     max_initial_timestamp: float = 1.0
+    max_repeating_chars_per_second: float | None = 25.0
+    """A text that repeats a phrase (4 words or more, twice) and holds more characters per second of its
+    audio than this is a repeat the model made up, not speech: it fails like a loop. Twice compresses
+    too little for the ratio test; on the dev sets real speech stayed under 24 characters a second,
+    and one such repeat (a 3.2 s chunk prompted with the sentence it held, decoded as that sentence
+    and again half of it) read 31. None: no such check."""
     chunk_ratio_slack: float = 1.5
     """A packed chunk holds more speech than one of Whisper's windows, so legitimately repetitive
     speech compresses better: the whole chunk fails at threshold × slack, each segment at threshold."""
@@ -95,6 +101,8 @@ class Decoded:
     """The highest compression ratio of one timestamped segment (a loop inside one segment)."""
     loop_start: float | None = None
     """Chunk time (s) where the first looping segment starts, if any."""
+    seconds: float = 0.0
+    """Length of the audio decoded (0: unknown, and no density check)."""
     reached_cap: bool = False
     """The decode stopped at its token cap (`DecodeSettings.token_cap`), not at the end of the text."""
 
@@ -123,6 +131,8 @@ def needs_fallback(result: Decoded, settings: DecodeSettings) -> bool:
 
 def too_repetitive(result: Decoded, settings: DecodeSettings) -> bool:
     """One segment compresses beyond the threshold, or the whole chunk beyond threshold × slack."""
+    if repeats_too_densely(result, settings):
+        return True
     threshold = settings.compression_ratio_threshold
     if threshold is None:
         return False
@@ -130,6 +140,21 @@ def too_repetitive(result: Decoded, settings: DecodeSettings) -> bool:
     if after is not None and result.loop_start is not None and result.loop_start >= after:
         return False
     return result.segment_ratio > threshold or result.compression_ratio > threshold * settings.chunk_ratio_slack
+
+
+REPEAT_WORDS = 4
+"""The shortest phrase whose second occurrence counts as a repeat (`repeats_too_densely`)."""
+
+
+def repeats_too_densely(result: Decoded, settings: DecodeSettings) -> bool:
+    """More characters a second than speech holds, and a phrase said twice: made-up repetition."""
+    limit = settings.max_repeating_chars_per_second
+    text = result.text.strip()
+    if limit is None or result.seconds <= 0 or len(text) <= limit * result.seconds:
+        return False
+    words = ["".join(c for c in w.lower() if c.isalnum()) for w in text.split()]
+    phrases = [tuple(words[k : k + REPEAT_WORDS]) for k in range(len(words) - REPEAT_WORDS + 1)]
+    return len(set(phrases)) < len(phrases)
 
 
 def loops(result: Decoded, settings: DecodeSettings) -> bool:

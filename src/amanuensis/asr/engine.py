@@ -44,7 +44,8 @@ SHORTEST_WINDOW_FRAMES = 1000
 _STATS_LOCK = threading.Lock()
 TOKENS_PER_SECOND = 50
 CAP_SLACK_TOKENS = 2
-"""A decode stopped by max_length returns up to this many tokens fewer than the cap (measured)."""
+"""A decode this close to its cap counts as stopped by it (measured: exactly at the cap; a try
+wrongly counted so is only decoded again in full)."""
 MAX_PROMPT_TOKENS = 223
 
 
@@ -333,7 +334,7 @@ class WhisperEngine:
         self.stats.count("decoder_token_steps", beam * sum(len(r.sequences_ids[0]) for r in raw))
         tokenizer = self.tokenizer()
         out = []
-        for result, prompt in zip(raw, prompts, strict=True):
+        for result, prompt, length in zip(raw, prompts, seconds, strict=True):
             limit = min(max_length // 2, max_length - len(prompt) + 1)
             best = None
             for tokens, score in zip(result.sequences_ids, result.scores):
@@ -346,7 +347,7 @@ class WhisperEngine:
                                compression_ratio(text.strip()), temperature, text,
                                segment_ratio=segment_ratio(tokenizer, tokens),
                                loop_start=loop_start(tokenizer, tokens, settings.compression_ratio_threshold),
-                               reached_cap=len(tokens) + CAP_SLACK_TOKENS >= limit))
+                               seconds=length, reached_cap=len(tokens) + CAP_SLACK_TOKENS >= limit))
         return out
 
     def _max_length(self, prompts: list[list[int]], cap: int | None) -> int:
