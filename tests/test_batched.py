@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from amanuensis.asr.batched import BatchedTranscriber
-from amanuensis.asr.decoding import Decoded, DecodeSettings, needs_fallback, pick_best
+from amanuensis.asr.decoding import Decoded, DecodeSettings, loop_start, looping_segment, needs_fallback, pick_best
 from amanuensis.asr.engine import ChunkJob, WhisperEngine, split_rows, window_frames
 from amanuensis.asr.scheduler import BatchScheduler
 from amanuensis.asr.vad import detect_speech
@@ -346,6 +346,12 @@ def _scripted(transcriber, outputs, vad):
     return batched, seen
 
 
+def _distinct(text: str, count: int) -> list[str]:
+    """`count` different sentences made from `text`: scripted speech must not say the same words in
+    three segments in a row, which is a loop (`looping_segment`)."""
+    return [f"{text}, {n} time" for n in ("the first", "a second", "a third", "a fourth", "a fifth")[:count]]
+
+
 def _ramp(seconds: float) -> np.ndarray:
     """Audio whose sample values say where they come from (sample index / 1e9: too quiet for the
     VAD's energy gate, so the fake VAD alone decides what is speech)."""
@@ -353,26 +359,26 @@ def _ramp(seconds: float) -> np.ndarray:
 
 
 def test_speech_the_model_jumped_over_is_decoded_again_in_a_shorter_chunk(transcriber):
-    dense = "and then we talked about the weather for a while, as one does"
+    dense = _distinct("and then we talked about the weather for a while, as one does", 4)
     outputs = [
         [(0.0, "The horizon seems extremely distant.", 19.0)],  # 19 s for six words: a skip
-        [(0.0, "The horizon seems extremely distant.", 3.0), (3.0, dense, 9.5)],
-        [(0.0, dense, 5.0), (5.0, dense, 10.0), (10.0, dense, 14.0), (14.0, dense, 20.5)],
+        [(0.0, "The horizon seems extremely distant.", 3.0), (3.0, dense[0], 9.5)],
+        [(0.0, dense[0], 5.0), (5.0, dense[1], 10.0), (10.0, dense[2], 14.0), (14.0, dense[3], 20.5)],
     ]
     batched, seen = _scripted(transcriber, outputs, _ConstantVad())
     segments, _, _ = batched.transcribe(_ramp(30.0), TranscribeOptions(vad_filter=True))
     assert seen[1][0] == seen[0][0] == 0.0, "the retry starts where the skipped chunk started"
     assert seen[1][1] < seen[0][1] and seen[1][1] <= 15 * SAMPLE_RATE, "…and is shorter"
     assert seen[2][0] == pytest.approx(seen[1][1] / 1e9, rel=1e-4), "then the lane goes on after it"
-    assert [s.text.strip() for s in segments][:2] == ["The horizon seems extremely distant.", dense]
+    assert [s.text.strip() for s in segments][:2] == ["The horizon seems extremely distant.", dense[0]]
     assert segments[0].end <= 3.0
     assert not outputs
 
 
 def test_a_short_tail_with_speech_in_it_starts_the_next_chunk(transcriber):
-    words = "a sentence that ends well before the end of the chunk"
-    full = [(0.0, words, 7.0), (7.0, words, 14.0), (14.0, words, 21.0), (21.0, words, 28.9)]
-    rest = [(0.0, "Thank you.", 1.0), (1.0, words, 8.0), (8.0, words, 16.0)]
+    words = _distinct("a sentence that ends well before the end of the chunk", 4)
+    full = [(0.0, words[0], 7.0), (7.0, words[1], 14.0), (14.0, words[2], 21.0), (21.0, words[3], 28.9)]
+    rest = [(0.0, "Thank you.", 1.0), (1.0, words[0], 8.0), (8.0, words[1], 16.0)]
     # 45 s of speech, cut near 30 s: the untranscribed second after 28.9 s is a word the model left out
     batched, seen = _scripted(transcriber, [full, rest], _ConstantVad())
     segments, _, _ = batched.transcribe(_ramp(45.0), TranscribeOptions())
@@ -392,21 +398,55 @@ def test_speech_the_model_loops_on_at_every_temperature_is_reported_as_unintelli
     """A loop near a chunk's start that no fallback cured makes the lane step over 5 s; the speech it
     steps over comes out as an [unintelligible] segment in its place, not as nothing."""
     loop = " ".join(["la"] * 40)
-    words = "and then we talked about the weather for a while, as one does"
+    words = _distinct("and then we talked about the weather for a while, as one does", 3)
     def script():
         return [[(0.0, "Good morning.", 1.5), (1.5, loop, 29.0)],  # a loop from 1.5 s: the lane steps to 5 s
-                [(0.0, words, 8.0), (8.0, words, 16.0), (16.0, words, 24.5)]]
+                [(0.0, words[0], 8.0), (8.0, words[1], 16.0), (16.0, words[2], 24.5)]]
 
     batched, seen = _scripted(transcriber, script(), _ConstantVad())
     segments, _, _ = batched.transcribe(_ramp(30.0), TranscribeOptions(word_timestamps=False))
     assert seen[1][0] == pytest.approx(5.0 * SAMPLE_RATE / 1e9, rel=1e-4), "the lane goes on at 5 s"
     texts = [s.text.strip() for s in segments]
-    assert texts == ["Good morning.", "[unintelligible]", words, words, words]
+    assert texts == ["Good morning.", "[unintelligible]", *words]
     assert segments[1].start >= 1.5 - 0.11 and segments[1].end <= 5.0 + 1e-6
     # over a pause (by VAD) there is nothing to report
     batched, seen = _scripted(transcriber, script(), _ConstantVad(quiet=(1.5, 5.0)))
     segments, _, _ = batched.transcribe(_ramp(30.0), TranscribeOptions(vad_filter=False))
     assert "[unintelligible]" not in " ".join(s.text for s in segments)
+
+
+def test_the_same_words_in_three_segments_in_a_row_are_a_loop_from_the_second(transcriber):
+    """Tiny models step their timestamps through speech they cannot make out, saying one phrase each
+    time (' Thank you.' in six segments of exactly 1 s on a 7 s clip): too short for the compression
+    test, so the segments are compared. The first is kept; the rest fails like a loop and is cut."""
+    tokenizer = BatchedTranscriber(transcriber).engine.tokenizer()
+
+    def tokens(pieces):
+        out = []
+        for start, text, end in pieces:
+            out += [tokenizer.timestamp_begin + round(start / 0.02), *tokenizer.encode(" " + text),
+                    tokenizer.timestamp_begin + round(end / 0.02)]
+        return out
+
+    thanks = tokens([(k, "Thank you.", k + 1.0) for k in range(6)])
+    assert loop_start(tokenizer, thanks, 2.4) == 1.0
+    assert loop_start(tokenizer, thanks, None) is None, "no repetition checks without a threshold"
+    assert looping_segment(["Yes.", "yes", "YES!"], 2.4) == 1, "case and punctuation aside"
+    twice = tokens([(0.0, "Thank you.", 1.0), (1.0, "Thank you.", 2.0), (2.0, "Goodbye.", 3.0)])
+    assert loop_start(tokenizer, twice, 2.4) is None, "said twice is speech"
+    apart = tokens([(0.0, "Go.", 1.0), (1.0, "Stop.", 2.0), (2.0, "Go.", 3.0), (3.0, "Stop.", 4.0)])
+    assert loop_start(tokenizer, apart, 2.4) is None
+    settings = DecodeSettings()
+    looped = Decoded(thanks, -0.5, 0.26, 2.95, 0.0, tokenizer.decode(thanks), segment_ratio=1.0,
+                     loop_start=1.0, seconds=7.0)
+    assert needs_fallback(looped, settings), "the chunk's ratio (2.95) passes its slack; the loop does not"
+    assert not needs_fallback(replace(looped, loop_start=6.0), settings), "a late loop is cut, not sampled"
+    # in the pipeline: the first segment stays, the loop becomes [unintelligible], the lane steps on
+    batched, seen = _scripted(transcriber, [[(k, "Thank you.", k + 1.0) for k in range(6)],
+                                            [(0.0, "Goodbye.", 1.5)]], _ConstantVad())
+    segments, _, _ = batched.transcribe(_ramp(7.0), TranscribeOptions(word_timestamps=False))
+    assert [s.text.strip() for s in segments] == ["Thank you.", "[unintelligible]", "Goodbye."]
+    assert seen[1][0] == pytest.approx(5.0 * SAMPLE_RATE / 1e9, rel=1e-4)
 
 
 @pytest.mark.parametrize(("seconds", "margin", "frames"), [

@@ -58,13 +58,21 @@ def test_unknown_modes_are_refused(capsys):
 
 
 @pytest.mark.slow
-def test_bench_prints_rows_for_peer_and_us_with_wer(capsys):
+def test_bench_prints_rows_for_peer_and_us_with_wer(capsys, tmp_path):
     files = [str(DATA / "whisper" / "jfk.flac"), str(DATA / "lhotse" / "LJ002-0020.wav")]
     code = e2e.main([*files, "--refs", str(DATA / "transcripts.tsv"), "--concat", "--json",
-                     "--modes", "fw-beam5,amanuensis"])
+                     "--modes", "fw-beam5,amanuensis", "--texts", str(tmp_path / "texts.tsv")])
     assert code == 0
     out = capsys.readouterr().out.strip().splitlines()
     report = json.loads(out[-1])
+    assert "texts" not in report
+    lines = [line.split("\t") for line in (tmp_path / "texts.tsv").read_text(encoding="utf-8").splitlines()]
+    assert lines[0] == ["index", "source", "mode", "reference", "text"]
+    assert [(row[0], row[1], row[2]) for row in lines[1:]] == [  # one joined recording per source and mode
+        ("0", "whisper", "fw-beam5"), ("1", "lhotse", "fw-beam5"),
+        ("0", "whisper", "amanuensis"), ("1", "lhotse", "amanuensis")]
+    for row in (lines[1], lines[3]):
+        assert "ask not what your country" in row[3].lower() and "ask not what your country" in row[4].lower()
     assert report["audio_seconds"] > 10
     names = [row["name"] for row in report["rows"]]
     assert names == ["fw-beam5", "amanuensis"]

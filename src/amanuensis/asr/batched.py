@@ -19,7 +19,7 @@ import numpy as np
 from ..constants import SAMPLE_RATE
 from ..transcript import Segment, Word
 from .chunking import CHUNK_SAMPLES, Chunk, ends_in_speech, next_chunk, plan_lanes, split_lanes, split_long_regions
-from .decoding import Decoded, DecodeSettings
+from .decoding import Decoded, DecodeSettings, looping_segment
 from .engine import ChunkJob, WhisperEngine
 from .segments import _is_loop, is_skip, split_by_timestamps, take_words
 from .speech_time import speech_seconds, trim_span, trim_word
@@ -254,8 +254,8 @@ class BatchedTranscriber:
             if (tail <= self.tail_seconds and idle) or covered < self.min_advance_seconds:
                 pieces = pieces + ([split.trailing] if split.trailing else [])
                 covered, kept = chunk.duration, split.all_tokens
-        loop = next((k for k, (_, _, tokens) in enumerate(pieces)
-                     if _is_loop(ctx.tokenizer.decode(tokens), ctx.settings)), None)
+        loop = looping_segment([ctx.tokenizer.decode(tokens) for _, _, tokens in pieces],
+                               ctx.settings.compression_ratio_threshold)
         given_up = None
         if loop is not None:
             # decode again from where the loop began (with a fresh prompt), always moving forward: speech

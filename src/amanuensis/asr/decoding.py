@@ -139,6 +139,8 @@ def too_repetitive(result: Decoded, settings: DecodeSettings) -> bool:
     after = settings.seek_past_loops_after
     if after is not None and result.loop_start is not None and result.loop_start >= after:
         return False
+    if result.loop_start is not None:  # a loop early in the chunk (one that spans segments, too)
+        return True
     return result.segment_ratio > threshold or result.compression_ratio > threshold * settings.chunk_ratio_slack
 
 
@@ -152,7 +154,7 @@ def repeats_too_densely(result: Decoded, settings: DecodeSettings) -> bool:
     text = result.text.strip()
     if limit is None or result.seconds <= 0 or len(text) <= limit * result.seconds:
         return False
-    words = ["".join(c for c in w.lower() if c.isalnum()) for w in text.split()]
+    words = _words(text)
     phrases = [tuple(words[k : k + REPEAT_WORDS]) for k in range(len(words) - REPEAT_WORDS + 1)]
     return len(set(phrases)) < len(phrases)
 
@@ -174,17 +176,53 @@ def is_loop(text: str, threshold: float | None) -> bool:
     return threshold is not None and len(text) > 40 and compression_ratio(text) > threshold
 
 
-def loop_start(tokenizer: object, tokens: list[int], threshold: float | None) -> float | None:
-    """Chunk time of the first timestamped segment whose text is a loop (None when none is)."""
-    begin, opened, run = tokenizer.timestamp_begin, 0.0, []
+REPEATED_SEGMENTS = 3
+"""Timestamped segments in a row with the same words are a loop from the second of them on: the model
+stepping its timestamps through audio it cannot make out and saying one phrase each time (a 7 s
+clip of hard non-native speech read as ' Thank you.' in six segments of exactly 1 s). Each such
+segment is too short for the compression test, and the chunk as a whole passes the chunk slack."""
+
+
+def looping_segment(texts: list[str], threshold: float | None) -> int | None:
+    """Index of the first of a chunk's segment texts where a loop starts: a text that compresses beyond
+    `threshold` (`is_loop`), or the second of `REPEATED_SEGMENTS` or more in a row with the same words.
+    None when there is none, or when `threshold` is None (no repetition checks)."""
+    if threshold is None:
+        return None
+    words = [_words(text) for text in texts]
+    for k, text in enumerate(texts):
+        if is_loop(text, threshold):
+            return k
+        run = words[k - 1 : k - 1 + REPEATED_SEGMENTS] if k else []
+        if len(run) == REPEATED_SEGMENTS and run[0] and all(w == run[0] for w in run):
+            return k
+    return None
+
+
+def _words(text: str) -> tuple[str, ...]:
+    """Lower-case words without punctuation, for comparing texts."""
+    return tuple(w for w in ("".join(c for c in w.lower() if c.isalnum()) for w in text.split()) if w)
+
+
+def timestamped_segments(tokenizer: object, tokens: list[int]) -> list[tuple[float, str]]:
+    """(chunk time where it opens, text) of each run of text tokens between timestamp tokens."""
+    begin, opened, run, out = tokenizer.timestamp_begin, 0.0, [], []
     for token in [*tokens, begin]:
         if token >= begin:
-            if run and is_loop(tokenizer.decode(run), threshold):
-                return opened
+            if run:
+                out.append((opened, tokenizer.decode(run)))
             run, opened = [], (token - begin) * TIME_PRECISION
         elif token < tokenizer.eot:
             run.append(token)
-    return None
+    return out
+
+
+def loop_start(tokenizer: object, tokens: list[int], threshold: float | None) -> float | None:
+    """Chunk time of the timestamped segment where the text falls into a loop (`looping_segment`;
+    None when it does not)."""
+    segments = timestamped_segments(tokenizer, tokens)
+    k = looping_segment([text for _, text in segments], threshold)
+    return None if k is None else segments[k][0]
 
 
 def segment_ratio(tokenizer: object, tokens: list[int]) -> float:

@@ -212,7 +212,8 @@ def run(
             for row, mode in zip(part, modes, strict=True):
                 row["wer_by_order"] = [round(word_error_rate([refs[k]], [texts[mode][k]]), 4) for k in members]
         by_source[source] = {"audio_seconds": round(length, 2), "rows": part}
-    report = {"audio_seconds": round(audio_seconds, 2), "rows": rows, "sources": by_source}
+    report = {"audio_seconds": round(audio_seconds, 2), "rows": rows, "sources": by_source,
+              "texts": texts}
     if "amanuensis" in modes:
         report["profile"] = {"seconds": {k: round(v, 3) for k, v in profiled.seconds.items()},
                              "chunks": profiled.chunks, "speech_seconds": round(profiled.speech_seconds, 2),
@@ -254,6 +255,18 @@ def _inputs(args: argparse.Namespace) -> list[Item]:
             joined.append(Item(source, np.concatenate([members[i].audio for i in indices]),
                                " ".join(members[i].ref for i in indices)))
     return joined
+
+
+def write_texts(path: Path, items: list[Item], texts: dict[str, list[str]]) -> None:
+    """One line per recording and mode: index, source, mode, reference, text (tabs and newlines as spaces)."""
+    def flat(text: str) -> str:
+        return " ".join(text.split())
+
+    with path.open("w", encoding="utf-8") as out:
+        out.write("index\tsource\tmode\treference\ttext\n")
+        for mode, hypotheses in texts.items():
+            for k, (item, text) in enumerate(zip(items, hypotheses, strict=True)):
+                out.write(f"{k}\t{item.source}\t{mode}\t{flat(item.ref)}\t{flat(text)}\n")
 
 
 def _lines(rows: list[dict], indent: str = "") -> list[str]:
@@ -304,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="CTranslate2 CPU threads")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    parser.add_argument("--texts", type=Path, default=None,
+                        help="write every recording's reference and each mode's text to this TSV")
     args = parser.parse_args(argv)
     if args.orders > 1 and not args.concat:
         parser.error("--orders needs --concat")
@@ -321,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     report["machine"] = {**machine, "load_end": load_average()}
     if args.orders > 1:
         report["orders"] = args.orders
+    texts = report.pop("texts")
+    if args.texts:
+        write_texts(args.texts, items, texts)
     print(_table(report))
     if args.json:
         print(json.dumps(report))
