@@ -347,8 +347,8 @@ def _scripted(transcriber, outputs, vad):
 
 
 def _distinct(text: str, count: int) -> list[str]:
-    """`count` different sentences made from `text`: scripted speech must not say the same words in
-    three segments in a row, which is a loop (`looping_segment`)."""
+    """`count` different sentences made from `text`: scripted speech that says the same words in three
+    segments of one length in a row is a loop (`looping_segment`)."""
     return [f"{text}, {n} time" for n in ("the first", "a second", "a third", "a fourth", "a fifth")[:count]]
 
 
@@ -415,10 +415,11 @@ def test_speech_the_model_loops_on_at_every_temperature_is_reported_as_unintelli
     assert "[unintelligible]" not in " ".join(s.text for s in segments)
 
 
-def test_the_same_words_in_three_segments_in_a_row_are_a_loop_from_the_second(transcriber):
+def test_the_same_words_in_the_same_time_three_times_in_a_row_are_a_loop_from_the_second(transcriber):
     """Tiny models step their timestamps through speech they cannot make out, saying one phrase each
     time (' Thank you.' in six segments of exactly 1 s on a 7 s clip): too short for the compression
-    test, so the segments are compared. The first is kept; the rest fails like a loop and is cut."""
+    test, so the segments are compared. The first is kept; the rest fails like a loop and is cut.
+    A speaker who says one phrase again and again takes a different time for each: not a loop."""
     tokenizer = BatchedTranscriber(transcriber).engine.tokenizer()
 
     def tokens(pieces):
@@ -431,9 +432,12 @@ def test_the_same_words_in_three_segments_in_a_row_are_a_loop_from_the_second(tr
     thanks = tokens([(k, "Thank you.", k + 1.0) for k in range(6)])
     assert loop_start(tokenizer, thanks, 2.4) == 1.0
     assert loop_start(tokenizer, thanks, None) is None, "no repetition checks without a threshold"
-    assert looping_segment(["Yes.", "yes", "YES!"], 2.4) == 1, "case and punctuation aside"
+    assert looping_segment([(0.0, 0.5, "Yes."), (0.5, 1.0, "yes"), (1.0, 1.5, "YES!")], 2.4) == 1, "case aside"
+    said_again = tokens([(0.0, "Montreal, forced aligner.", 1.6), (2.1, "Montreal, forced aligner.", 3.5),
+                         (4.0, "Montreal forced aligner", 5.8), (6.0, "Montreal, forced aligner.", 7.3)])
+    assert loop_start(tokenizer, said_again, 2.4) is None, "real repetition takes a different time each time"
     twice = tokens([(0.0, "Thank you.", 1.0), (1.0, "Thank you.", 2.0), (2.0, "Goodbye.", 3.0)])
-    assert loop_start(tokenizer, twice, 2.4) is None, "said twice is speech"
+    assert loop_start(tokenizer, twice, 2.4) is None, "said twice is not a loop"
     apart = tokens([(0.0, "Go.", 1.0), (1.0, "Stop.", 2.0), (2.0, "Go.", 3.0), (3.0, "Stop.", 4.0)])
     assert loop_start(tokenizer, apart, 2.4) is None
     settings = DecodeSettings()

@@ -254,7 +254,7 @@ class BatchedTranscriber:
             if (tail <= self.tail_seconds and idle) or covered < self.min_advance_seconds:
                 pieces = pieces + ([split.trailing] if split.trailing else [])
                 covered, kept = chunk.duration, split.all_tokens
-        loop = looping_segment([ctx.tokenizer.decode(tokens) for _, _, tokens in pieces],
+        loop = looping_segment([(start, end, ctx.tokenizer.decode(tokens)) for start, end, tokens in pieces],
                                ctx.settings.compression_ratio_threshold)
         given_up = None
         if loop is not None:

@@ -177,26 +177,35 @@ def is_loop(text: str, threshold: float | None) -> bool:
 
 
 REPEATED_SEGMENTS = 3
-"""Timestamped segments in a row with the same words are a loop from the second of them on: the model
-stepping its timestamps through audio it cannot make out and saying one phrase each time (a 7 s
-clip of hard non-native speech read as ' Thank you.' in six segments of exactly 1 s). Each such
-segment is too short for the compression test, and the chunk as a whole passes the chunk slack."""
+"""Timestamped segments in a row that say the same words in the same time are a loop from the second
+of them on: the model stepping its timestamps through audio it cannot make out and saying one phrase
+each time (a 7 s clip of hard non-native speech read as ' Thank you.' in six segments of exactly 1 s).
+Each such segment is too short for the compression test, and the chunk as a whole passes the chunk
+slack. A speaker who says one phrase again and again ("Montreal, forced aligner") takes a different
+time for each, so real repetition is not cut."""
 
 
-def looping_segment(texts: list[str], threshold: float | None) -> int | None:
-    """Index of the first of a chunk's segment texts where a loop starts: a text that compresses beyond
-    `threshold` (`is_loop`), or the second of `REPEATED_SEGMENTS` or more in a row with the same words.
-    None when there is none, or when `threshold` is None (no repetition checks)."""
+def looping_segment(segments: list[tuple[float, float, str]], threshold: float | None) -> int | None:
+    """Index of the first of a chunk's (start, end, text) segments where a loop starts: a text that
+    compresses beyond `threshold` (`is_loop`), or the second of `REPEATED_SEGMENTS` or more in a row
+    with the same words and the same length (to a timestamp's 20 ms). None when there is none, or
+    when `threshold` is None (no repetition checks)."""
     if threshold is None:
         return None
-    words = [_words(text) for text in texts]
-    for k, text in enumerate(texts):
+    for k, (_, _, text) in enumerate(segments):
         if is_loop(text, threshold):
             return k
-        run = words[k - 1 : k - 1 + REPEATED_SEGMENTS] if k else []
-        if len(run) == REPEATED_SEGMENTS and run[0] and all(w == run[0] for w in run):
+        run = segments[k - 1 : k - 1 + REPEATED_SEGMENTS] if k else []
+        if len(run) == REPEATED_SEGMENTS and _stepped(run):
             return k
     return None
+
+
+def _stepped(run: list[tuple[float, float, str]]) -> bool:
+    """Segments that all say the same (non-empty) words in the same time."""
+    words = {_words(text) for _, _, text in run}
+    lengths = {round((end - start) / TIME_PRECISION) for start, end, _ in run}
+    return len(words) == 1 and () not in words and len(lengths) == 1
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -204,16 +213,20 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(w for w in ("".join(c for c in w.lower() if c.isalnum()) for w in text.split()) if w)
 
 
-def timestamped_segments(tokenizer: object, tokens: list[int]) -> list[tuple[float, str]]:
-    """(chunk time where it opens, text) of each run of text tokens between timestamp tokens."""
+def timestamped_segments(tokenizer: object, tokens: list[int]) -> list[tuple[float, float, str]]:
+    """(start, end, text) in chunk time of each run of text tokens between timestamp tokens (a run
+    that no timestamp closes ends where it starts)."""
     begin, opened, run, out = tokenizer.timestamp_begin, 0.0, [], []
-    for token in [*tokens, begin]:
+    for token in tokens:
         if token >= begin:
+            closed = (token - begin) * TIME_PRECISION
             if run:
-                out.append((opened, tokenizer.decode(run)))
-            run, opened = [], (token - begin) * TIME_PRECISION
+                out.append((opened, closed, tokenizer.decode(run)))
+            run, opened = [], closed
         elif token < tokenizer.eot:
             run.append(token)
+    if run:
+        out.append((opened, opened, tokenizer.decode(run)))
     return out
 
 
@@ -221,7 +234,7 @@ def loop_start(tokenizer: object, tokens: list[int], threshold: float | None) ->
     """Chunk time of the timestamped segment where the text falls into a loop (`looping_segment`;
     None when it does not)."""
     segments = timestamped_segments(tokenizer, tokens)
-    k = looping_segment([text for _, text in segments], threshold)
+    k = looping_segment(segments, threshold)
     return None if k is None else segments[k][0]
 
 
