@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 
 from amanuensis.asr.batched import BatchedTranscriber
-from amanuensis.asr.decoding import Decoded, DecodeSettings, loop_start, looping_segment, needs_fallback, pick_best
+from amanuensis.asr.decoding import (
+    Decoded,
+    DecodeSettings,
+    loop_start,
+    looping_segment,
+    needs_fallback,
+    pick_best,
+    timestamped_segments,
+)
 from amanuensis.asr.engine import ChunkJob, WhisperEngine, split_rows, window_frames
 from amanuensis.asr.scheduler import BatchScheduler
 from amanuensis.asr.vad import detect_speech
@@ -429,17 +437,20 @@ def test_the_same_words_in_the_same_time_three_times_in_a_row_are_a_loop_from_th
                     tokenizer.timestamp_begin + round(end / 0.02)]
         return out
 
+    def start_of_loop(chunk_tokens, threshold):
+        return loop_start(timestamped_segments(tokenizer, chunk_tokens), threshold)
+
     thanks = tokens([(k, "Thank you.", k + 1.0) for k in range(6)])
-    assert loop_start(tokenizer, thanks, 2.4) == 1.0
-    assert loop_start(tokenizer, thanks, None) is None, "no repetition checks without a threshold"
+    assert start_of_loop(thanks, 2.4) == 1.0
+    assert start_of_loop(thanks, None) is None, "no repetition checks without a threshold"
     assert looping_segment([(0.0, 0.5, "Yes."), (0.5, 1.0, "yes"), (1.0, 1.5, "YES!")], 2.4) == 1, "case aside"
     said_again = tokens([(0.0, "Montreal, forced aligner.", 1.6), (2.1, "Montreal, forced aligner.", 3.5),
                          (4.0, "Montreal forced aligner", 5.8), (6.0, "Montreal, forced aligner.", 7.3)])
-    assert loop_start(tokenizer, said_again, 2.4) is None, "real repetition takes a different time each time"
+    assert start_of_loop(said_again, 2.4) is None, "real repetition takes a different time each time"
     twice = tokens([(0.0, "Thank you.", 1.0), (1.0, "Thank you.", 2.0), (2.0, "Goodbye.", 3.0)])
-    assert loop_start(tokenizer, twice, 2.4) is None, "said twice is not a loop"
+    assert start_of_loop(twice, 2.4) is None, "said twice is not a loop"
     apart = tokens([(0.0, "Go.", 1.0), (1.0, "Stop.", 2.0), (2.0, "Go.", 3.0), (3.0, "Stop.", 4.0)])
-    assert loop_start(tokenizer, apart, 2.4) is None
+    assert start_of_loop(apart, 2.4) is None
     settings = DecodeSettings()
     looped = Decoded(thanks, -0.5, 0.26, 2.95, 0.0, tokenizer.decode(thanks), segment_ratio=1.0,
                      loop_start=1.0, seconds=7.0)

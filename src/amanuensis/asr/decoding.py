@@ -137,10 +137,8 @@ def too_repetitive(result: Decoded, settings: DecodeSettings) -> bool:
     if threshold is None:
         return False
     after = settings.seek_past_loops_after
-    if after is not None and result.loop_start is not None and result.loop_start >= after:
-        return False
-    if result.loop_start is not None:  # a loop early in the chunk (one that spans segments, too)
-        return True
+    if result.loop_start is not None:  # a loop late in the chunk is cut by the caller, not sampled again
+        return after is None or result.loop_start < after
     return result.segment_ratio > threshold or result.compression_ratio > threshold * settings.chunk_ratio_slack
 
 
@@ -230,25 +228,16 @@ def timestamped_segments(tokenizer: object, tokens: list[int]) -> list[tuple[flo
     return out
 
 
-def loop_start(tokenizer: object, tokens: list[int], threshold: float | None) -> float | None:
-    """Chunk time of the timestamped segment where the text falls into a loop (`looping_segment`;
-    None when it does not)."""
-    segments = timestamped_segments(tokenizer, tokens)
+def loop_start(segments: list[tuple[float, float, str]], threshold: float | None) -> float | None:
+    """Chunk time of the timestamped segment (`timestamped_segments`) where the text falls into a loop
+    (`looping_segment`; None when it does not)."""
     k = looping_segment(segments, threshold)
     return None if k is None else segments[k][0]
 
 
-def segment_ratio(tokenizer: object, tokens: list[int]) -> float:
-    """The highest compression ratio among the runs of text tokens between timestamps."""
-    best, run = 0.0, []
-    for token in [*tokens, tokenizer.timestamp_begin]:
-        if token >= tokenizer.timestamp_begin:
-            if run:
-                best = max(best, compression_ratio(tokenizer.decode(run).strip()))
-            run = []
-        elif token < tokenizer.eot:
-            run.append(token)
-    return best
+def segment_ratio(segments: list[tuple[float, float, str]]) -> float:
+    """The highest compression ratio among the timestamped segments' texts (`timestamped_segments`)."""
+    return max((compression_ratio(text.strip()) for _, _, text in segments), default=0.0)
 
 
 def pick_best(tried: list[Decoded], settings: DecodeSettings) -> Decoded:

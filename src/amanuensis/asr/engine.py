@@ -32,6 +32,7 @@ from .decoding import (
     pick_best,
     segment_ratio,
     stuck_in_a_loop,
+    timestamped_segments,
     too_repetitive,
 )
 
@@ -343,10 +344,11 @@ class WhisperEngine:
                     best = (tokens, avg)
             tokens, avg = best
             text = tokenizer.decode([t for t in tokens if t < tokenizer.eot])
+            segments = timestamped_segments(tokenizer, tokens)
             out.append(Decoded(list(tokens), float(avg), float(result.no_speech_prob),
                                compression_ratio(text.strip()), temperature, text,
-                               segment_ratio=segment_ratio(tokenizer, tokens),
-                               loop_start=loop_start(tokenizer, tokens, settings.compression_ratio_threshold),
+                               segment_ratio=segment_ratio(segments),
+                               loop_start=loop_start(segments, settings.compression_ratio_threshold),
                                seconds=length, reached_cap=len(tokens) + CAP_SLACK_TOKENS >= limit))
         return out
 
