@@ -234,9 +234,10 @@ def test_an_early_final_covers_only_its_own_turn():
 
 
 def test_live_decodes_stop_at_their_token_budget():
-    """Live decodes are greedy and carry the token cap (32 + max_tokens_per_second × seconds new
-    tokens, which test_batched checks against CTranslate2): a model looping on a short turn stops
-    there instead of at the model's 224 tokens, while real speech decodes whole."""
+    """Live decodes carry the token cap (32 + max_tokens_per_second × seconds new tokens, which
+    test_batched checks against CTranslate2): a model looping on a short turn stops there instead of
+    at the model's 224 tokens, while real speech decodes whole. The open turn's decodes are greedy,
+    the final decode takes the policy's beams."""
     from amanuensis.asr.engine import ChunkJob
     from amanuensis.pipeline import get_transcriber
 
@@ -245,7 +246,8 @@ def test_live_decodes_stop_at_their_token_budget():
     for partial in (False, True):
         options = transcribe_options(SessionConfig(), partial=partial)
         settings = options.decode_settings()
-        assert options.beam_size == 1 and settings.max_tokens_per_second == FinalPolicy().max_tokens_per_second
+        assert options.beam_size == (1 if partial else FinalPolicy().beam_size) == (1 if partial else 5)
+        assert settings.max_tokens_per_second == FinalPolicy().max_tokens_per_second
         assert settings.token_cap(len(audio) / SAMPLE_RATE) < 224
     prompt = engine.prompt(engine.tokenizer(), [])
     full = engine.run([ChunkJob(audio, prompt, settings)])[0]
@@ -300,8 +302,10 @@ def test_realtime_is_a_declared_door_for_language_and_prompt():
     final = transcribe_options(config, partial=False)
     partial = transcribe_options(config, partial=True, prompt="ask not")
     assert (final.language, final.initial_prompt) == ("en", "Kennedy, Americans.")
-    assert final.word_timestamps and final.vad_filter and final.beam_size == 1 and final.temperature == 0.0
+    assert final.word_timestamps and final.vad_filter and final.beam_size == 5 and final.temperature == 0.0
     assert partial.initial_prompt == "ask not" and not partial.word_timestamps and not partial.vad_filter
+    assert partial.beam_size == 1
+    assert transcribe_options(config, partial=False, policy=FinalPolicy(beam_size=2)).beam_size == 2
 
 
 class _FlakyTranscriber:

@@ -110,22 +110,20 @@ def transcribe_options(config: SessionConfig, *, partial: bool, prompt: str | No
                        policy: FinalPolicy = FinalPolicy(), margin_s: float | None = None) -> TranscribeOptions:
     """The one mapping from a session to TranscribeOptions: the options the session sets (declared for
     the realtime door in amanuensis.options: language, prompt), then realtime's own decoding. Every
-    decode is greedy, at temperature 0
-    alone, and stops generating at `policy.max_tokens_per_second`: tiny.en can loop on a short
-    hesitant turn, and a loop run to 448 tokens at each fallback temperature kept the speaker waiting
-    9 s. Partial decodes (the open turn, again and again) take the window as it is (it is speech
-    already); the final decode of a turn is a transcription with VAD and word timestamps, each turn on
-    its own: prompting it with the earlier turns' text made tiny.en repeat itself (87.7 % WER against
-    73.7 % on the hard MFA dev clips). On the dev clips' turns (4 × 120 s, turns cut by the live VAD)
-    this reads 18.1 % WER, against 19.6-21.1 % with beam 5 or with temperature fallback, in half the
-    time of beam 5. `prompt`: the partial decode's prompt (the session's prompt and the turn's words
-    before the window); `margin_s`: the partial decode's encoder margin (`StreamingPolicy.encoder_margin_s`;
-    None: the engine's)."""
+    decode is at temperature 0 alone, and stops generating at `policy.max_tokens_per_second`: tiny.en
+    can loop on a short hesitant turn, and a loop run to 448 tokens at each fallback temperature kept
+    the speaker waiting 9 s. Partial decodes (the open turn, again and again) are greedy and take the
+    window as it is (it is speech already); the final decode of a turn is a transcription with
+    `policy.beam_size` beams, VAD and word timestamps, each turn on its own: prompting it with the
+    earlier turns' text made tiny.en repeat itself (87.7 % WER against 73.7 % on the hard MFA dev
+    clips; 37.5 % against 33.6 % on 4 x 600 s streams of speech2/). `prompt`: the partial decode's
+    prompt (the session's prompt and the turn's words before the window); `margin_s`: the partial
+    decode's encoder margin (`StreamingPolicy.encoder_margin_s`; None: the engine's)."""
     declared = TranscribeOptions.from_door(REALTIME, {name: getattr(config, name) for name in DECLARED})
-    final = replace(declared, beam_size=1, best_of=1, temperature=0.0, vad_filter=True, word_timestamps=True,
-                    decoding=DecodeSettings(max_tokens_per_second=policy.max_tokens_per_second))
+    final = replace(declared, beam_size=policy.beam_size, best_of=1, temperature=0.0, vad_filter=True,
+                    word_timestamps=True, decoding=DecodeSettings(max_tokens_per_second=policy.max_tokens_per_second))
     if partial:
         decoding = final.decoding if margin_s is None else replace(final.decoding, window_margin_s=margin_s)
-        return replace(final, initial_prompt=prompt, vad_filter=False, word_timestamps=False,
+        return replace(final, beam_size=1, initial_prompt=prompt, vad_filter=False, word_timestamps=False,
                        condition_on_previous_text=False, decoding=decoding)
     return final

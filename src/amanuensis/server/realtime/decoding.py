@@ -52,7 +52,7 @@ class TurnDecoding:
         are confirmed (a delta) and the open turn's window starts at the pause."""
         self._detach_early_final()
         audio = self.buffer.turn_audio(end).copy()
-        options = transcribe_options(self.config, partial=False)
+        options = transcribe_options(self.config, partial=False, policy=self.final_policy)
         transcriber = self.transcriber
         self.sessions.final_waiting(+1, transcriber)
         future = self.loop.run_in_executor(self.sessions.executor, transcriber.transcribe, audio, options)
@@ -159,7 +159,7 @@ class TurnDecoding:
             except Exception:  # noqa: BLE001 - retried below on the turn's own audio
                 log.warning("realtime session %s: early final decode of %s failed; decoding the turn again",
                             self.id, turn.item_id, exc_info=True)
-        options = transcribe_options(turn.config, partial=False)
+        options = transcribe_options(turn.config, partial=False, policy=self.final_policy)
         for _ in range(attempts - 1):
             try:
                 return await self._decode_turn(turn, options)
