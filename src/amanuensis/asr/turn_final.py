@@ -27,8 +27,8 @@ class FinalPolicy:
     """…and below this average log-probability is dropped as a guess at non-speech."""
     beam_size: int = 5
     """Beams of the final decode (the open turn's decodes are greedy). On the live VAD's turns of the dev
-    sets (4 x 600 s streams of speech/ and of speech2/, and 3 random orders of both) beam 5 read 1.1
-    points better than greedy, on each of the three."""
+    sets (4 x 600 s streams of speech/ and of speech2/, and 3 random orders of both) beam 5 read 0.9-1.2
+    points better than greedy on each of the three."""
     max_tokens_per_second: float = 5.0
     """A decode stops after 32 + this many tokens per second of its audio (`DecodeSettings`): a loop on
     a short turn stops early."""
