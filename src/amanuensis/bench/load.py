@@ -79,12 +79,17 @@ class Report:
     errors: list[str] = field(default_factory=list)
 
 
-def default_data_dir() -> Path:
-    """../shared/data/speech beside the checkout, or AMANUENSIS_TEST_DATA/speech."""
+def shared_data_dir() -> Path:
+    """../shared/data beside the checkout, or AMANUENSIS_TEST_DATA."""
     root = os.environ.get("AMANUENSIS_TEST_DATA")
     if root:
-        return Path(root) / "speech"
-    return Path(__file__).resolve().parents[3].parent / "shared" / "data" / "speech"
+        return Path(root)
+    return Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
+def default_data_dir() -> Path:
+    """../shared/data/speech beside the checkout, or AMANUENSIS_TEST_DATA/speech."""
+    return shared_data_dir() / "speech"
 
 
 def find_clips(data_dir: Path, max_seconds: float) -> list[Clip]:
