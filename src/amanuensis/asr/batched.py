@@ -21,9 +21,11 @@ from ..transcript import Segment, Word
 from .chunking import CHUNK_SAMPLES, Chunk, ends_in_speech, next_chunk, plan_lanes, split_lanes, split_long_regions
 from .decoding import Decoded, DecodeSettings, looping_segment
 from .engine import ChunkJob, WhisperEngine
+from .nonspeech import made_up
 from .segments import _is_loop, is_skip, split_by_timestamps, take_words
-from .speech_time import speech_seconds, trim_span, trim_word
-from .vad import FRAME_SAMPLES, SileroVad, VadOptions, default_vad, detect_speech
+from .speech_time import speech_seconds, trim_span
+from .vad import FRAME_SAMPLES, SileroVad, VadOptions, VadResult, default_vad, detect_speech
+from .word_timing import place_word
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class _Context:
 
     samples: np.ndarray
     probs: np.ndarray
+    silero: np.ndarray
     tokenizer: object
     settings: DecodeSettings
     condition: bool
@@ -100,11 +103,11 @@ class BatchedTranscriber:
         """The typed DecodeSettings of a TranscribeOptions, seeking past loops as this transcriber does."""
         return replace(options.decode_settings(), seek_past_loops_after=self.min_advance_seconds)
 
-    def plan(self, samples: np.ndarray, vad_filter: bool = True) -> tuple[list[tuple[int, int]], np.ndarray]:
-        """Regions of at most 30 s cut at pauses (speech only with `vad_filter`) and the frame speech scores."""
+    def plan(self, samples: np.ndarray, vad_filter: bool = True) -> tuple[list[tuple[int, int]], VadResult]:
+        """Regions of at most 30 s cut at pauses (speech only with `vad_filter`) and the VAD's frame scores."""
         result = detect_speech(samples, self.vad_options, self._vad or default_vad())
         regions = result.regions if vad_filter else [(0, len(samples))]
-        return split_long_regions(regions, result.probs), result.probs
+        return split_long_regions(regions, result.probs), result
 
     def transcribe(
         self,
@@ -118,13 +121,14 @@ class BatchedTranscriber:
         before = dict(self.engine.stats.seconds)
         counted = dict(self.engine.stats.counts)
         duration = len(samples) / SAMPLE_RATE
-        regions, probs = self.plan(samples, options.vad_filter)
+        regions, vad = self.plan(samples, options.vad_filter)
         vad_s = time.perf_counter() - started
         settings = self.settings(options)
         language, probability = self._language(samples, regions, options)
         context = _Context(
             samples=samples,
-            probs=probs,
+            probs=vad.probs,
+            silero=vad.probs if vad.silero is None else vad.silero,
             tokenizer=self.engine.tokenizer(options.task, language),
             settings=settings,
             condition=options.condition_on_previous_text,
@@ -262,7 +266,7 @@ class BatchedTranscriber:
             # between a loop near the chunk's start and that minimal step is reported, not left out
             start = pieces[loop][0]
             covered = min(chunk.duration, max(start, self.min_advance_seconds))
-            if speech_seconds(ctx.probs, chunk, start, covered) >= TAIL_SPEECH_SECONDS:
+            if speech_seconds(ctx.silero, chunk, start, covered) >= TAIL_SPEECH_SECONDS:
                 given_up = (start, covered)
             pieces, kept = pieces[:loop], []
         skip = next((k for k, piece in enumerate(pieces)
@@ -291,7 +295,7 @@ class BatchedTranscriber:
         if given_up:
             out.append(self._segment(chunk, decoded, ctx, given_up, [], UNINTELLIGIBLE,
                                      [] if ctx.settings.word_timestamps else None))
-        return out, covered, kept, None
+        return [s for s in out if not made_up(s, ctx.silero, ctx.settings)], covered, kept, None
 
     @staticmethod
     def _segment(chunk: Chunk, decoded: Decoded, ctx: _Context, span: tuple[float, float], tokens: list[int],
@@ -310,7 +314,7 @@ class BatchedTranscriber:
             language=decoded.language[0] if decoded.language else ctx.language,
         )
         if words is not None:
-            segment.words = [Word(w["word"], *trim_word(ctx.probs, *chunk.span_to_original(w["start"], w["end"])),
+            segment.words = [Word(w["word"], *place_word(ctx.silero, *chunk.span_to_original(w["start"], w["end"])),
                                   probability=round(w["probability"], 4)) for w in words]
         if segment.words:
             segment.start = max(segment.start, min(segment.words[0].start, segment.end))

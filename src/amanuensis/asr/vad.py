@@ -23,6 +23,9 @@ FRAME_SAMPLES = 512
 CONTEXT_SAMPLES = 64
 BLOCK_FRAMES = 1875
 """Frames per ONNX call (60 s of audio); bounds the memory of one call."""
+MIN_LEVEL_FRAMES = 16
+"""The energy gate opens once Silero has scored this many frames (about 0.5 s) as speech: loudness
+only counts as speech relative to speech Silero has heard, never on its own (noise, music)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class VadResult:
     regions: list[tuple[int, int]]
     probs: np.ndarray
     num_samples: int
+    silero: np.ndarray | None = None
+    """Silero's own per-frame probabilities, before the energy gate (None: the same as `probs`)."""
 
     @property
     def speech_seconds(self) -> float:
@@ -194,11 +199,15 @@ def frame_rms(samples: np.ndarray) -> np.ndarray:
 
 
 def gate_with_energy(probs: np.ndarray, rms: np.ndarray, options: VadOptions) -> np.ndarray:
-    """Speech scores: Silero's probability, raised to 1 where a frame is as loud as speech."""
+    """Speech scores: Silero's probability, raised to 1 where a frame is as loud as the speech Silero
+    heard. With less than MIN_LEVEL_FRAMES of Silero speech there is no level to compare with and the
+    gate stays shut (as the live gate does): a recording of noise or music is not speech by loudness."""
     if options.energy_gate_db is None or len(probs) == 0:
         return probs
     voiced = rms[probs >= options.threshold]
-    level = float(np.median(voiced)) if len(voiced) else options.energy_floor
+    if len(voiced) < MIN_LEVEL_FRAMES:
+        return probs
+    level = float(np.median(voiced))
     floor = max(options.energy_floor, level * 10 ** (options.energy_gate_db / 20))
     loud = np.clip(rms / (2 * floor), 0.0, 1.0)
     return np.maximum(probs, loud).astype(np.float32)
@@ -207,9 +216,9 @@ def gate_with_energy(probs: np.ndarray, rms: np.ndarray, options: VadOptions) ->
 def detect_speech(samples: np.ndarray, options: VadOptions | None = None, vad: SileroVad | None = None) -> VadResult:
     """Run Silero (and the energy gate) over `samples` (16 kHz mono); return the speech regions."""
     options = options or VadOptions()
-    probs = (vad or default_vad()).probabilities(samples)
-    probs = gate_with_energy(probs, frame_rms(samples), options)
+    silero = (vad or default_vad()).probabilities(samples)
+    probs = gate_with_energy(silero, frame_rms(samples), options)
     regions = regions_from_probs(probs, len(samples), options)
     log.debug("vad: %d regions, %.1f s of speech in %.1f s", len(regions),
               sum(e - s for s, e in regions) / SAMPLE_RATE, len(samples) / SAMPLE_RATE)
-    return VadResult(regions, probs, len(samples))
+    return VadResult(regions, probs, len(samples), silero)

@@ -111,7 +111,7 @@ def score(pairs: list[tuple[TimedWord, TimedWord]], reference_words: int, timed:
         row[f"{name}_mean_ms"] = round(float(np.mean(np.abs(errors))), 1)
         row[f"{name}_median_ms"] = round(float(np.median(np.abs(errors))), 1)
         row[f"{name}_bias_ms"] = round(float(np.mean(errors)), 1)
-    worst = np.maximum(np.abs(starts), np.abs(ends))
+    worst = np.round(np.maximum(np.abs(starts), np.abs(ends)), 3)  # times in ms to 1 µs: no float crumbs
     for tolerance in TOLERANCES_MS:
         row[f"within_{tolerance}"] = round(float(np.mean(worst <= tolerance)), 4)
     return row
