@@ -1,5 +1,6 @@
-"""Nothing made up on non-speech, words where they were said: the energy gate, the made-up-segment
-rule, word placement, and the benches that measure them (bench words, bench nonspeech)."""
+"""Nothing made up on non-speech, words where they were said: Silero's own scores beside the gated
+ones, the made-up-segment rule, word placement, and the benches that measure them (bench words,
+bench nonspeech)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from amanuensis.asr.decoding import DecodeSettings
 from amanuensis.asr.nonspeech import heard_speech, made_up
 from amanuensis.asr.speech_time import FRAME_S
-from amanuensis.asr.vad import MIN_LEVEL_FRAMES, VadOptions, gate_with_energy
+from amanuensis.asr.vad import detect_speech
 from amanuensis.asr.word_timing import ALIGNMENT_LAG_S, place_word
 from amanuensis.audio import SAMPLE_RATE
 from amanuensis.bench import nonspeech, signals, words
@@ -23,13 +24,11 @@ def _segment(text: str, start: float, end: float, no_speech: float, logprob: flo
                    compression_ratio=1.0, temperature=0.0, tokens=[])
 
 
-def test_loudness_alone_is_not_speech_until_silero_has_heard_some():
-    rms = np.full(100, 0.1, dtype=np.float32)  # loud throughout, like music or noise
-    probs = np.full(100, 0.05, dtype=np.float32)
-    probs[: MIN_LEVEL_FRAMES - 1] = 0.9
-    assert np.array_equal(gate_with_energy(probs, rms, VadOptions()), probs)  # too little speech: gate shut
-    probs[: MIN_LEVEL_FRAMES] = 0.9
-    assert gate_with_energy(probs, rms, VadOptions()).min() == 1.0  # as loud as the speech heard: opened
+def test_the_vad_result_keeps_silero_scores_apart_from_the_energy_gated_ones():
+    samples = np.random.default_rng(0).standard_normal(3 * SAMPLE_RATE).astype(np.float32) * 0.1  # loud noise
+    result = detect_speech(samples)
+    assert result.silero is not None and result.silero.max() < 0.5  # Silero hears no speech in noise
+    assert result.probs.max() == 1.0  # the gate calls it loud enough: the segment rule must judge the text
 
 
 def test_a_segment_is_made_up_when_the_decoder_doubted_it_and_silero_heard_nothing():

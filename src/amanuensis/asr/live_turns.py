@@ -12,10 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..constants import SAMPLE_RATE
-from .vad import CONTEXT_SAMPLES, FRAME_SAMPLES, MIN_LEVEL_FRAMES, SileroVad, VadOptions, default_vad
+from .vad import CONTEXT_SAMPLES, FRAME_SAMPLES, SileroVad, VadOptions, default_vad
 
 LEVEL_FRAMES = 940
 """Speech frames (about 30 s) whose median RMS is the level of speech for the energy gate."""
+MIN_LEVEL_FRAMES = 16
+"""The gate opens once Silero has scored this many frames (about 0.5 s) as speech."""
 
 
 @dataclass(frozen=True)

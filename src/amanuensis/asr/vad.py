@@ -23,9 +23,6 @@ FRAME_SAMPLES = 512
 CONTEXT_SAMPLES = 64
 BLOCK_FRAMES = 1875
 """Frames per ONNX call (60 s of audio); bounds the memory of one call."""
-MIN_LEVEL_FRAMES = 16
-"""The energy gate opens once Silero has scored this many frames (about 0.5 s) as speech: loudness
-only counts as speech relative to speech Silero has heard, never on its own (noise, music)."""
 
 
 @dataclass(frozen=True)
@@ -199,15 +196,11 @@ def frame_rms(samples: np.ndarray) -> np.ndarray:
 
 
 def gate_with_energy(probs: np.ndarray, rms: np.ndarray, options: VadOptions) -> np.ndarray:
-    """Speech scores: Silero's probability, raised to 1 where a frame is as loud as the speech Silero
-    heard. With less than MIN_LEVEL_FRAMES of Silero speech there is no level to compare with and the
-    gate stays shut (as the live gate does): a recording of noise or music is not speech by loudness."""
+    """Speech scores: Silero's probability, raised to 1 where a frame is as loud as speech."""
     if options.energy_gate_db is None or len(probs) == 0:
         return probs
     voiced = rms[probs >= options.threshold]
-    if len(voiced) < MIN_LEVEL_FRAMES:
-        return probs
-    level = float(np.median(voiced))
+    level = float(np.median(voiced)) if len(voiced) else options.energy_floor
     floor = max(options.energy_floor, level * 10 ** (options.energy_gate_db / 20))
     loud = np.clip(rms / (2 * floor), 0.0, 1.0)
     return np.maximum(probs, loud).astype(np.float32)
