@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..constants import SAMPLE_RATE
-from .vad import CONTEXT_SAMPLES, FRAME_SAMPLES, SileroVad, VadOptions, default_vad
+from ...constants import SAMPLE_RATE
+from ..vad import CONTEXT_SAMPLES, FRAME_SAMPLES, SileroVad, VadOptions, default_vad
 
 LEVEL_FRAMES = 940
 """Speech frames (about 30 s) whose median RMS is the level of speech for the energy gate."""
