@@ -316,11 +316,11 @@ class _FlakyTranscriber:
 
         self.inner, self.failures, self.calls = get_transcriber(), failures, 0
 
-    def transcribe(self, audio, options):
+    def transcribe(self, audio, options, **kwargs):
         self.calls += 1
         if self.calls <= self.failures:
             raise RuntimeError("decoder out of memory")
-        return self.inner.transcribe(audio, options)
+        return self.inner.transcribe(audio, options, **kwargs)
 
 
 def _final_events(failures: int, early_fails: bool) -> tuple[list[dict], int]:

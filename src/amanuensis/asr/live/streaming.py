@@ -41,6 +41,11 @@ class TurnBuffer:
         self._start = 0  # stream position of self._audio[0]
         self._audio = np.zeros(0, dtype=np.float32)
 
+    @property
+    def held_from(self) -> int:
+        """Stream position of the oldest sample still held."""
+        return self._start
+
     def append(self, samples: np.ndarray) -> None:
         """Add samples at the end; without an open turn only the last `keep` samples are kept."""
         self._audio = np.concatenate([self._audio, np.asarray(samples, dtype=np.float32)])

@@ -97,7 +97,7 @@ class RealtimeSession:
         """Serve the session; closes the socket (with a reason) when it ends."""
         transcriber, name = await self._transcriber(self.config.model)
         self.decoder = TurnDecoder(self.id, self.registry, self.buffer, Recognizer(self.config, transcriber, name),
-                                   self.outbox.emit)
+                                   self.outbox.emit, scores=self._speech_scores)
         self.outbox.start()
         self.decoder.start()
         self.outbox.emit(server_event("session.created", session=self._session()))
@@ -272,6 +272,8 @@ class RealtimeSession:
         self.buffer.append(rest)
         if decoder.turn is not None and len(self.buffer.turn_audio()) > MAX_TURN_SECONDS * SAMPLE_RATE:
             self._close_turn(self.buffer.received)
+        if self.turns is not None:
+            self.turns.scores.forget_before(self.buffer.held_from)
         decoder.audio_added()
 
     def _commit(self, event: BufferEvent) -> None:
@@ -308,6 +310,10 @@ class RealtimeSession:
         self.send(server_event("input_audio_buffer.committed", item_id=item_id,
                                previous_item_id=self.previous_item_id))
         self.previous_item_id = item_id
+
+    def _speech_scores(self, start: int, num_samples: int) -> np.ndarray | None:
+        """The server VAD's scores of a window of the stream (None without server VAD)."""
+        return self.turns.scores.window(start, num_samples) if self.turns is not None else None
 
     def _session(self) -> dict:
         return {"id": self.id, **self.config.describe(self.decoder.recognizer.model_name)}

@@ -6,6 +6,10 @@ speaker pauses.
 tells the decoder what happened: a turn opened, audio came, the speaker paused or went on, a turn
 closed or was cleared, the session's settings changed. The decoder reads the open turn's audio from
 the `TurnBuffer` it is given, and hands every server event it makes to `emit`.
+
+Each decode goes to the model with the speech scores the session's live VAD gave the window's frames
+(`scores`), so the recognizer does not run its VAD again on audio the live VAD has already scored
+(without server VAD there are none: a turn the client commits is planned like a file).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -30,6 +35,8 @@ from .registry import SessionRegistry
 
 log = logging.getLogger(__name__)
 
+SpeechScoresOf = Callable[[int, int], np.ndarray | None]
+"""(stream sample, samples) -> the live VAD's speech score of each frame of that window, or None."""
 FINAL_ATTEMPTS = 2
 """Decodes a turn's final transcript may take (the one started at a pause counts) before `.failed`."""
 
@@ -55,6 +62,8 @@ class ClosedTurn:
     closed_at: float
     early: asyncio.Future | None = None
     """The final decode started at the pause that ended the turn, if one did."""
+    scores: np.ndarray | None = None
+    """The live VAD's speech score of each frame of `audio` (None: the recognizer's VAD scores it)."""
 
 
 @dataclass(frozen=True)
@@ -71,10 +80,12 @@ class TurnDecoder:
     the open turn's decodes, and the closed turns' final decodes in order."""
 
     def __init__(self, session_id: str, registry: SessionRegistry, buffer: TurnBuffer, recognizer: Recognizer,
-                 emit: Callable[[dict], None], final_policy: FinalPolicy | None = None) -> None:
+                 emit: Callable[[dict], None], final_policy: FinalPolicy | None = None,
+                 scores: SpeechScoresOf | None = None) -> None:
         self.session_id = session_id
         self.registry = registry
         self.buffer = buffer
+        self.scores: SpeechScoresOf = scores or _unscored
         self.recognizer = recognizer
         self.emit = emit
         self.final_policy = final_policy or FinalPolicy()
@@ -110,7 +121,8 @@ class TurnDecoder:
             return
         self.resumed()
         audio = self.buffer.turn_audio(end).copy()
-        future = self._decode(self.recognizer.transcriber, audio, self._final_options(self.recognizer.config))
+        scores = self.scores(self.buffer.turn_start or 0, len(audio))
+        future = self._decode(self.recognizer.transcriber, audio, self._final_options(self.recognizer.config), scores)
         self.early = EarlyFinal(self.turn.item_id, end, future)
         future.add_done_callback(lambda done, early=self.early, turn=self.turn: self._settle(early, turn, done))
         log.debug("realtime early final: session_id=%s turn_s=%.2f", self.session_id, len(audio) / SAMPLE_RATE)
@@ -138,7 +150,7 @@ class TurnDecoder:
         self.resumed()
         recognizer = self.recognizer
         closed = ClosedTurn(turn.item_id, start, audio, list(turn.stream.confirmed), recognizer.config,
-                            recognizer.transcriber, time.monotonic(), early)
+                            recognizer.transcriber, time.monotonic(), early, self.scores(start, len(audio)))
         self.pending.append(closed)
         self.registry.final_waiting(+1, closed.transcriber)
         self.finals.put_nowait(closed)
@@ -181,11 +193,18 @@ class TurnDecoder:
     def _final_options(self, config: SessionConfig) -> object:
         return transcribe_options(config, partial=False, policy=self.final_policy)
 
-    def _decode(self, transcriber: Transcriber, audio: np.ndarray, options: object) -> asyncio.Future:
-        """A final decode on the registry's threads, counted as owed on `transcriber` while it runs
-        (partial decodes on that model copy wait for it)."""
+    def _transcribe(self, transcriber: Transcriber, audio: np.ndarray, options: object,
+                    scores: np.ndarray | None) -> asyncio.Future:
+        """A decode of `audio` on the registry's threads, with the live VAD's `scores` of its frames."""
+        return self.loop.run_in_executor(self.registry.executor, partial(transcriber.transcribe, audio, options,
+                                                                         speech_scores=scores))
+
+    def _decode(self, transcriber: Transcriber, audio: np.ndarray, options: object,
+                scores: np.ndarray | None) -> asyncio.Future:
+        """A final decode, counted as owed on `transcriber` while it runs (partial decodes on that model
+        copy wait for it)."""
         self.registry.final_waiting(+1, transcriber)
-        future = self.loop.run_in_executor(self.registry.executor, transcriber.transcribe, audio, options)
+        future = self._transcribe(transcriber, audio, options, scores)
         future.add_done_callback(lambda _: self.registry.final_waiting(-1, transcriber))
         return future
 
@@ -219,12 +238,12 @@ class TurnDecoder:
                 continue
             window = stream.window(available)
             audio = self.buffer.turn_audio()[window[0] : window[1]].copy()
+            scores = self.scores((self.buffer.turn_start or 0) + window[0], len(audio))
             options = transcribe_options(recognizer.config, partial=True, prompt=stream.prompt(),
                                          margin_s=stream.policy.encoder_margin_s)
             started = time.perf_counter()
             try:
-                transcript = await self.loop.run_in_executor(
-                    self.registry.executor, recognizer.transcriber.transcribe, audio, options)
+                transcript = await self._transcribe(recognizer.transcriber, audio, options, scores)
             except Exception:  # noqa: BLE001 - a failed partial costs one step; the final decode reports
                 log.exception("realtime session %s: partial decode failed", self.session_id)
                 continue
@@ -284,8 +303,7 @@ class TurnDecoder:
         return await self._decode_turn(turn, options)
 
     async def _decode_turn(self, turn: ClosedTurn, options: object) -> Transcript:
-        return await self.loop.run_in_executor(self.registry.executor, turn.transcriber.transcribe, turn.audio,
-                                               options)
+        return await self._transcribe(turn.transcriber, turn.audio, options, turn.scores)
 
     def _complete(self, turn: ClosedTurn, transcript: Transcript) -> int:
         """Send the last delta and `.completed`; returns how many words the last delta added."""
@@ -296,6 +314,11 @@ class TurnDecoder:
         self.emit(completed_event(turn.item_id, transcript, turn.start / SAMPLE_RATE, len(turn.audio) / SAMPLE_RATE,
                                   self.recognizer.model_name))
         return len(rest)
+
+
+def _unscored(start: int, num_samples: int) -> None:
+    """No live VAD: the recognizer scores the audio itself."""
+    return None
 
 
 def _retrieve(future: asyncio.Future) -> None:
