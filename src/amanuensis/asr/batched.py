@@ -18,7 +18,16 @@ import numpy as np
 
 from ..constants import SAMPLE_RATE
 from ..transcript import Segment, Word
-from .chunking import CHUNK_SAMPLES, Chunk, ends_in_speech, next_chunk, plan_lanes, split_lanes, split_long_regions
+from .chunking import (
+    CHUNK_SAMPLES,
+    Chunk,
+    ends_in_speech,
+    next_chunk,
+    pause_scores,
+    plan_lanes,
+    split_lanes,
+    split_long_regions,
+)
 from .decoding import Decoded, DecodeSettings, looping_segment
 from .engine import ChunkJob, WhisperEngine
 from .nonspeech import made_up
@@ -58,6 +67,8 @@ class _Context:
     samples: np.ndarray
     probs: np.ndarray
     silero: np.ndarray
+    pauses: np.ndarray
+    """Where to cut a chunk (chunking.pause_scores)."""
     tokenizer: object
     settings: DecodeSettings
     condition: bool
@@ -117,7 +128,7 @@ class BatchedTranscriber:
             probs = silero = speech_scores
             speech = regions_from_probs(probs, len(samples), self.vad_options) if vad_filter else []
         regions = speech if vad_filter else [(0, len(samples))]
-        return split_long_regions(regions, probs), probs, silero
+        return split_long_regions(regions, pause_scores(probs, silero)), probs, silero
 
     def transcribe(
         self,
@@ -141,6 +152,7 @@ class BatchedTranscriber:
             samples=samples,
             probs=probs,
             silero=silero,
+            pauses=pause_scores(probs, silero),
             tokenizer=self.engine.tokenizer(options.task, language),
             settings=settings,
             condition=options.condition_on_previous_text,
@@ -200,7 +212,7 @@ class BatchedTranscriber:
             active, chunks = [], []
             for i, lane in enumerate(lanes):
                 room = limits[i] or CHUNK_SAMPLES
-                chunk = next_chunk(lane, positions[i], ctx.probs, room) if positions[i] is not None else None
+                chunk = next_chunk(lane, positions[i], ctx.pauses, room) if positions[i] is not None else None
                 if chunk is None:
                     positions[i] = None
                     continue
