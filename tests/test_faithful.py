@@ -123,3 +123,19 @@ def test_speech_still_comes_out_with_word_times_on_its_speech(transcriber):
     assert "country" in transcript.text
     first = transcript.segments[0].words[0]
     assert first.start >= 3.0  # never in the silence before the speech
+
+
+def test_a_long_region_in_a_loud_room_is_cut_at_silero_s_pause_not_inside_a_word():
+    from amanuensis.asr.chunking import pause_scores, split_long_regions
+    from amanuensis.asr.vad import FRAME_SAMPLES
+
+    frames = 1500  # 48 s, one region
+    gated = np.ones(frames, dtype=np.float32)  # the energy gate calls the whole loud room speech
+    silero = np.full(frames, 0.9, dtype=np.float32)
+    silero[700:706] = 0.02  # the one pause Silero hears, at 22.4 s
+    region = [(0, frames * FRAME_SAMPLES)]
+    blind = split_long_regions(region, gated)[0][1] // FRAME_SAMPLES
+    assert not 700 <= blind < 706  # the gated scores alone have no quietest frame
+    cut = split_long_regions(region, pause_scores(gated, silero))[0][1] // FRAME_SAMPLES
+    assert 700 <= cut < 706
+    assert pause_scores(gated, gated) is gated

@@ -134,7 +134,8 @@ def _pause_in(lo: int, hi: int, probs: np.ndarray | None) -> int:
     if probs is None or last - first < 3 or last > len(probs):
         return hi - FRAME_SAMPLES
     window = probs[first:last]
-    smoothed = np.convolve(window, np.ones(3) / 3, mode="same")
+    # edge-padded: zero padding made the window's two ends look quieter than any frame inside it
+    smoothed = np.convolve(np.pad(window, 1, mode="edge"), np.ones(3) / 3, mode="valid")
     # prefer later pauses among equally quiet ones, to pack chunks tightly
     best = len(smoothed) - 1 - int(np.argmin(smoothed[::-1] + 1e-3 * np.arange(len(smoothed))))
     return (first + best) * FRAME_SAMPLES + FRAME_SAMPLES // 2
