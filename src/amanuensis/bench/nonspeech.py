@@ -30,7 +30,7 @@ from ..audio import SAMPLE_RATE, decode_audio
 from .load import shared_data_dir
 from .machine import describe, load_average, summary
 from .signals import catalogue
-from .words import TimedWord
+from .words import TimedWord, add_common_arguments, chosen_modes
 
 log = logging.getLogger(__name__)
 
@@ -177,15 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each generated signal")
     parser.add_argument("--meetings", type=Path, default=None,
                         help="folder of WAVs with reference.rttm (default ../shared/data/meetings; 'none' skips)")
-    parser.add_argument("--modes", default=",".join(MODES), help=f"comma list of {', '.join(MODES)}")
-    parser.add_argument("--model", default=None, help="model name or directory (default tiny.en)")
-    parser.add_argument("--threads", type=int, default=None, help="CTranslate2 CPU threads")
-    parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    add_common_arguments(parser, MODES, MODES)
     args = parser.parse_args(argv)
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    modes = chosen_modes(parser, args.modes, MODES)
     if not 1.0 <= args.seconds <= 600.0:
         parser.error("--seconds must be between 1 and 600")
     folder = args.meetings or shared_data_dir() / "meetings"

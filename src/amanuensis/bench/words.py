@@ -185,20 +185,31 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def add_common_arguments(parser: argparse.ArgumentParser, default: tuple[str, ...], modes: tuple[str, ...]) -> None:
+    """--modes, --model, --threads and --json, as every word-level bench takes them."""
+    parser.add_argument("--modes", default=",".join(default), help=f"comma list of {', '.join(modes)}")
+    parser.add_argument("--model", default=None, help="model name or directory (default tiny.en)")
+    parser.add_argument("--threads", type=int, default=None, help="CTranslate2 CPU threads")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line")
+
+
+def chosen_modes(parser: argparse.ArgumentParser, value: str, modes: tuple[str, ...]) -> list[str]:
+    """The comma-separated modes asked for; an unknown one is a usage error (exit code 2)."""
+    chosen = [m.strip() for m in value.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in modes]
+    if unknown:
+        parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(modes)}")
+    return chosen
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
     parser = argparse.ArgumentParser(prog="amanuensis bench words", description=__doc__.splitlines()[0])
     parser.add_argument("alignments", nargs="?", type=Path, default=None,
                         help="path<TAB>word<TAB>start<TAB>end file (default ../shared/data/wordtimes/alignments.tsv)")
-    parser.add_argument("--modes", default=",".join(DEFAULT_MODES), help=f"comma list of {', '.join(MODES)}")
-    parser.add_argument("--model", default=None, help="model name or directory (default tiny.en)")
-    parser.add_argument("--threads", type=int, default=None, help="CTranslate2 CPU threads")
-    parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    add_common_arguments(parser, DEFAULT_MODES, MODES)
     args = parser.parse_args(argv)
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    modes = chosen_modes(parser, args.modes, MODES)
     path = args.alignments or default_alignments()
     if not path.is_file():
         parser.error(f"no reference word times at {path}")
