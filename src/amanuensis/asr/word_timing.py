@@ -17,8 +17,8 @@ import numpy as np
 
 from .speech_time import trim_word
 
-ALIGNMENT_LAG_S = 0.1
-"""How late cross-attention alignment times run behind the speech (5 alignment steps), subtracted
+ALIGNMENT_LAG_S = 0.08
+"""How late cross-attention alignment times run behind the speech (4 alignment steps), subtracted
 from every word's start and end before the word is cut to the speech."""
 
 
