@@ -13,6 +13,7 @@ from ..errors import ModelError, OptionsError
 from ..models import resolve_model
 from ..pipeline import cpu_layout
 from .app import create_app
+from .header_deadline import header_deadline_protocol
 from .logs import configure_logging
 from .settings import ServerSettings, add_serve_arguments, settings_from_args
 
@@ -57,6 +58,7 @@ def serve(settings: ServerSettings | None = None) -> int:
         log_config=None,
         access_log=False,
         lifespan="on",
+        http=header_deadline_protocol(settings.header_timeout),
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
         server_header=False,
     )
