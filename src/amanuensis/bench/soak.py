@@ -7,7 +7,8 @@ with server VAD; a file request (POST /v1/audio/transcriptions of a dev clip of 
 `--file-every` seconds; a job (POST /v1/jobs, followed until done, then deleted) every `--job-every`
 seconds; and, every `--misbehave-every` seconds, three misbehaving realtime clients: one silent (sends
 nothing until the server closes it), one that never reads while sending events the server answers
-with errors, one that drops its connection in the middle of a turn.
+with errors, one that drops its connection in the middle of a turn. Streams and jobs get 120 s past
+the end to finish; what is still open then counts as an error.
 
 It reports errors (those seen by well-behaved clients apart from those of misbehaving ones, which are
 expected to be cut off), and per minute: delta latency p50/p95 (a word's delta arrival minus the end
@@ -43,7 +44,7 @@ RSS_LINE = re.compile(r"^process_resident_memory_bytes ([0-9.eE+-]+)$", re.M)
 SESSIONS_LINE = re.compile(r"^amanuensis_realtime_sessions_open ([0-9.eE+-]+)$", re.M)
 SAMPLE_EVERY_S = 5.0
 FILE_CLIP_MAX_S = 15.0
-JOB_WAIT_S = 300.0
+DRAIN_S = 120.0
 UNREAD_EVENTS = 300
 MID_TURN_S = 3.0
 SILENT_WAIT_S = 120.0
@@ -139,7 +140,7 @@ async def _jobs(client: httpx.AsyncClient, clips: list[Path], every_s: float, tr
                 traffic.error(f"job {clip.name}: {created.status_code} {created.text[:200]}")
                 return
             job_id = created.json()["id"]
-            while traffic.now() - started < JOB_WAIT_S:
+            while traffic.now() < until + DRAIN_S:
                 job = (await client.get(f"/v1/jobs/{job_id}", timeout=60)).json()
                 if job.get("status") in ("done", "failed", "cancelled"):
                     break
@@ -244,9 +245,12 @@ async def _misbehave(url: str, headers: dict, pcm24: bytes, every_s: float, traf
     await _every(every_s, traffic, until, round_of_all)
 
 
-async def _stream(url: str, key: str | None, samples: np.ndarray, run: StreamRun, traffic: Traffic) -> None:
+async def _stream(url: str, key: str | None, samples: np.ndarray, run: StreamRun, traffic: Traffic,
+                  until: float) -> None:
     try:
-        await stream_session(url, key, samples, 1.0, run)
+        await asyncio.wait_for(stream_session(url, key, samples, 1.0, run), until + DRAIN_S - traffic.now())
+    except TimeoutError:
+        traffic.error(f"stream {run.session}: turns still open {DRAIN_S:g} s after the soak's end")
     except Exception as exc:  # noqa: BLE001 - a broken stream is the soak's finding, reported with the rest
         traffic.error(f"stream {run.session or '?'}: {exc!r}")
     for at, event in run.events:
@@ -255,9 +259,11 @@ async def _stream(url: str, key: str | None, samples: np.ndarray, run: StreamRun
 
 
 def _looped(clips: Sequence[Path], start: int, seconds: float) -> np.ndarray:
-    """The clips from `start` on, 1 s apart, repeated to `seconds`."""
+    """The clips from `start` on, 1 s apart, repeated to `seconds`, then 2 s of silence so that the server's
+    VAD closes the last turn."""
     once, _ = stream_audio(clips, start, None, 1.0)
-    return np.tile(once, int(np.ceil(seconds * SAMPLE_RATE / len(once))))[: int(seconds * SAMPLE_RATE)]
+    looped = np.tile(once, int(np.ceil(seconds * SAMPLE_RATE / len(once))))[: int(seconds * SAMPLE_RATE)]
+    return np.concatenate([looped, np.zeros(2 * SAMPLE_RATE, dtype=np.float32)])
 
 
 def _stats(values: list[float]) -> tuple[float | None, float | None]:
@@ -303,7 +309,7 @@ async def soak(url: str, key: str | None, clips: Sequence[Path], file_clips: lis
         start = await _sample(client, traffic)
         await asyncio.gather(
             _sampler(client, traffic, until),
-            *(_stream(url, key, audio, run, traffic) for audio, run in zip(audios, runs)),
+            *(_stream(url, key, audio, run, traffic, until) for audio, run in zip(audios, runs)),
             _files(client, file_clips, file_every_s, traffic, until),
             _jobs(client, file_clips, job_every_s, traffic, until),
             _misbehave(url, headers, pcm24, misbehave_every_s, traffic, until),
