@@ -45,6 +45,10 @@ class ServerSettings(BaseSettings):
     shutdown_timeout: float = Field(30.0, ge=0)
     data_dir: Path | None = Field(None, description="jobs database and job audio (default: the user's data dir)")
     job_retention_hours: float = Field(168.0, gt=0, description="finished jobs and their audio are kept this long")
+    callback_secret: str | None = Field(None, description="key of the jobs' callback signatures (default: "
+                                        "generated once into <data_dir>/callback-secret)")
+    allow_private_callbacks: bool = Field(False, description="let jobs call back loopback, private and "
+                                          "link-local addresses")
     ray_address: str | None = Field(None, description="serve on Ray Serve: auto, ray://host:10001, host:6379, "
                                     "or empty for a local Ray started on the spot; unset = no Ray")
     ray_min_replicas: int | None = Field(None, ge=0, le=1024, description="with Ray: autoscaling lower bound")
@@ -126,6 +130,8 @@ _FLAGS: dict[str, tuple[str, dict]] = {
     "--log-format": ("log_format", {"choices": ["text", "json"], "help": "text or json lines"}),
     "--data-dir": ("data_dir", {"help": "jobs database and job audio (default: ~/.local/share/amanuensis)"}),
     "--job-retention-hours": ("job_retention_hours", {"type": float, "help": "keep finished jobs (default 168)"}),
+    "--callback-secret": ("callback_secret", {"help": "key that signs job callbacks (default: generated into "
+                                              "DATA_DIR/callback-secret)"}),
     "--ray-min-replicas": ("ray_min_replicas", {"type": int, "help": "with --ray: fewest model replicas when "
                                                 "autoscaling (default 1)"}),
     "--ray-max-replicas": ("ray_max_replicas", {"type": int, "help": "with --ray: most model replicas; set to "
@@ -149,6 +155,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--ray", dest="serve_ray_address", nargs="?", const="", default=None, metavar="ADDRESS",
         help="serve on Ray Serve (models as replicas across the cluster): auto, ray://host:10001, or none "
         "for a local Ray started now; --workers is then the number of model replicas",
+    )
+    parser.add_argument(
+        "--allow-private-callbacks", dest="serve_allow_private_callbacks", action="store_const", const=True,
+        default=None, help="let jobs' callback_url point at loopback, private and link-local addresses",
     )
     parser.add_argument(
         "--no-access-log", dest="serve_access_log", action="store_const", const=False, default=None,
