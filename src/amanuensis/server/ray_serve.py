@@ -148,7 +148,7 @@ class RayModelPool(ModelPool):
         self._answers: dict[str, ReplicaAnswer] = {}
         self._answers_lock = threading.Lock()
 
-    def _load(self, name: str) -> RemoteTranscriber:
+    def _load(self, model: object, threads: int | None = None) -> RemoteTranscriber:
         described = self.handle.describe.remote().result()
         return RemoteTranscriber(self, described["info"], described["compute_type"], described["device"])
 
