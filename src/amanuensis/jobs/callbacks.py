@@ -134,7 +134,7 @@ class CallbackSender:
         self.max_attempts = max_attempts
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._sending: set[str] = set()
+        self._sending: dict[str, asyncio.Task] = {}
 
     def start(self) -> None:
         """Start the delivery loop (owed callbacks of a previous process go out at once)."""
@@ -146,11 +146,12 @@ class CallbackSender:
 
     async def stop(self) -> None:
         """Stop delivering (what is still owed stays recorded for the next start)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in [*self._sending.values(), self._task]:  # deliveries first: they use the loop's client
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = None
 
     async def _loop(self) -> None:
         limit = asyncio.Semaphore(CONCURRENT)
@@ -161,8 +162,8 @@ class CallbackSender:
                     due = await asyncio.to_thread(self.store.callbacks_due, time.time())
                     for job in due:
                         if job.id not in self._sending:
-                            self._sending.add(job.id)
-                            asyncio.create_task(self._deliver(client, limit, job), name=f"callback-{job.id}")
+                            self._sending[job.id] = asyncio.create_task(self._deliver(client, limit, job),
+                                                                        name=f"callback-{job.id}")
                     upcoming = await asyncio.to_thread(self.store.next_callback_at)
                 except Exception:  # noqa: BLE001 - a database hiccup must not end deliveries for good
                     log.exception("callback scan failed")
@@ -179,7 +180,7 @@ class CallbackSender:
         except Exception:  # noqa: BLE001 - recorded attempts go on; this one is retried by the next scan
             log.exception("callback delivery failed: job_id=%s", job.id)
         finally:
-            self._sending.discard(job.id)
+            self._sending.pop(job.id, None)
             self.wake()
 
     async def _attempt(self, client: httpx.AsyncClient, job: JobRecord) -> dict[str, Any]:
