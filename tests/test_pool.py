@@ -148,3 +148,15 @@ def test_a_load_past_the_memory_limit_or_the_hosts_memory_is_refused(monkeypatch
     monkeypatch.setattr(pool_module, "available_bytes", lambda: 30 * 2**20)
     with pytest.raises(ModelMemoryError, match="available"):
         _on_demand(max_models=4).load(_info("huge", 500))
+
+
+def test_on_ray_the_ingress_refuses_to_load_another_model_itself():
+    from amanuensis.errors import ModelError
+    from amanuensis.server.ray_serve import RayModelPool
+
+    pool = RayModelPool(ServerSettings(batch_wait_ms=0), handle=None)
+    pool.replicas = [_Model(_info("tiny.en"))]
+    assert pool.load(_info("tiny.en")) is None
+    with pytest.raises(ModelError, match="not served here"):
+        pool.load(_info("base"))
+    assert pool.loaded_models() == [_info("tiny.en")]

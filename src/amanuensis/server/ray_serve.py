@@ -170,6 +170,12 @@ class RayModelPool(ModelPool):
             raise ModelError(f"model {name!r} is not served here: this Ray deployment serves {self.default.info.name}")
         return info
 
+    def load(self, info: ModelInfo) -> None:
+        """Only the default model is served (by the replicas): loading another one here is refused."""
+        if info.path != self.default.info.path:
+            raise ModelError(f"model {info.name!r} is not served here: this Ray deployment serves "
+                             f"{self.default.info.name}")
+
     def record(self, answer: ReplicaAnswer) -> None:
         """Keep each replica's newest answer (its served count and batching counts): the one with the
         highest served count, since answers to concurrent requests can arrive here out of order."""

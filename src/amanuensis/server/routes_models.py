@@ -147,8 +147,8 @@ async def load_model(request: Request, model_id: str) -> JSONResponse:
     except ModelError as exc:
         if not (service.settings.allow_download and (model_id in HUB_NAMES or model_id.count("/") == 1)):
             raise _not_found(model_id, str(exc)) from exc
-        download = _downloads(request).start(model_id)
-        return JSONResponse(await _entry(request, model_id) if download.active else download.view(), 202)
+        _downloads(request).start(model_id)
+        return JSONResponse(await _entry(request, model_id), 202)
     await asyncio.to_thread(service.pool.load, info)
     return JSONResponse(await _entry(request, model_id))
 
