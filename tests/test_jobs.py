@@ -173,6 +173,15 @@ def test_cancel_a_queued_job_and_delete_finished_ones(http, long_audio):
         ({"files": upload(JFK), "data": {"task": "translate"}}, 400, "task", "invalid_parameter"),
         ({"files": upload(JFK), "data": {"bogus": "1"}}, 400, "bogus", None),
         ({"files": upload(JFK), "data": {"model": "no-such-model"}}, 400, "model", "model_not_found"),
+        ({"files": upload(JFK), "data": {"callback_url": "file:///etc/passwd"}}, 400, "callback_url", None),
+        ({"files": upload(JFK), "data": {"callback_url": "gopher://example.com/"}}, 400, "callback_url", None),
+        ({"files": upload(JFK), "data": {"callback_url": "http://127.0.0.1:9/hook"}}, 400, "callback_url", None),
+        ({"files": upload(JFK), "data": {"callback_url": "http://localhost/hook"}}, 400, "callback_url", None),
+        ({"files": upload(JFK), "data": {"callback_url": "http://10.0.0.7/hook"}}, 400, "callback_url", None),
+        ({"files": upload(JFK), "data": {"callback_url": "http://169.254.169.254/latest"}}, 400, "callback_url",
+         None),
+        ({"files": upload(JFK), "data": {"callback_url": "http://[::ffff:192.168.0.1]/"}}, 400, "callback_url",
+         None),
     ],
 )
 def test_bad_submissions_are_4xx_naming_the_problem(http, request_args, status, param, code):
@@ -234,13 +243,16 @@ def test_cli_errors_are_one_line(server, tmp_path):
     assert offline.returncode == 1 and "cannot reach the server" in offline.stderr
 
 
-def test_jobs_need_the_api_key_when_one_is_set_but_the_page_does_not(tmp_path):
+def test_jobs_and_the_page_need_the_api_key_when_one_is_set(tmp_path):
     with run_server(tmp_path, "--api-key", "sesame", "--data-dir", str(tmp_path / "data")) as server, \
             httpx.Client(base_url=server.url, timeout=60) as client:
         assert_error(client.get("/v1/jobs"), 401, None, "invalid_api_key")
         assert_error(client.post("/v1/jobs", files=upload(JFK)), 401, None, "invalid_api_key")
-        assert client.get("/").status_code == 200 and client.get("/static/app.js").status_code == 200
+        assert_error(client.get("/"), 401, None, "invalid_api_key")
+        assert_error(client.get("/static/app.js"), 401, None, "invalid_api_key")
         keyed = {"Authorization": "Bearer sesame"}
+        assert client.get("/", headers=keyed).status_code == 200
+        assert client.get("/static/app.js", headers=keyed).status_code == 200
         job = client.post("/v1/jobs", files=upload(JFK), headers=keyed)
         assert job.status_code == 202
         events = client.get(f"/v1/jobs/{job.json()['id']}/events", headers=keyed, timeout=JOB_TIMEOUT_S)

@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         reason = str(exc)
         serve.set_defaults(handler=lambda args: _unavailable("serve", reason))
 
-    bench = commands.add_parser("bench", help="benchmarks against peers (frontend, e2e, realtime, words, nonspeech)")
-    bench.add_argument("which", choices=("frontend", "e2e", "realtime", "words", "nonspeech"))
+    bench = commands.add_parser("bench", help="benchmarks (frontend, e2e, realtime, words, nonspeech) and a "
+                                "soak test (soak)")
+    bench.add_argument("which", choices=("frontend", "e2e", "realtime", "words", "nonspeech", "soak"))
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(handler=cmd_bench)
 
