@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .asr.decoding import DecodeSettings
 from .errors import OptionsError
+from .subtitles import SubtitleStyle
 
 if TYPE_CHECKING:
     from .models import ModelInfo
@@ -46,15 +47,15 @@ class Option:
     name: str
     """The form field, the error `param` and (with dashes) the command-line flag."""
     kind: str
-    """bool, int, str, choice or temperature."""
+    """bool, int, float, str, choice or temperature."""
     default: Any
     help: str
     doors: tuple[str, ...] = FILE_DOORS
     attribute: str = ""
     """The TranscribeOptions field (default: `name`)."""
     choices: tuple[str, ...] = ()
-    minimum: int | None = None
-    maximum: int | None = None
+    minimum: float | None = None
+    maximum: float | None = None
     flag: str = ""
     """The command-line flag (default: --name-with-dashes)."""
     door_defaults: tuple[tuple[str, Any], ...] = ()
@@ -86,6 +87,11 @@ class Option:
                 value: Any = int(text)
             except ValueError:
                 raise OptionsError(f"{self.name} must be a whole number, not {text!r}", self.name) from None
+        elif self.kind == "float":
+            try:
+                value = float(text)
+            except ValueError:
+                raise OptionsError(f"{self.name} must be a number, not {text!r}", self.name) from None
         elif self.kind == "temperature":
             value = _temperatures(self.name, text)
         elif self.kind == "choice":
@@ -100,10 +106,10 @@ class Option:
             return value
         if self.choices and value not in self.choices:
             raise OptionsError(f"{self.name} must be one of {', '.join(self.choices)}, not {value!r}", self.name)
-        if self.kind == "int":
+        if self.kind in ("int", "float"):
             low = -math.inf if self.minimum is None else self.minimum
             high = math.inf if self.maximum is None else self.maximum
-            if not low <= value <= high:
+            if not low <= value <= high:  # False for NaN too
                 bounds = f"between {self.minimum} and {self.maximum}" if self.maximum else f"at least {self.minimum}"
                 raise OptionsError(f"{self.name} must be {bounds}, not {value}", self.name)
         if self.kind == "temperature":
@@ -142,6 +148,7 @@ def temperature_schedule(value: float | Sequence[float]) -> tuple[float, ...]:
 
 
 _SPEAKER_DOORS = (CLI, NATIVE, JOBS)
+_STYLE = SubtitleStyle()
 
 OPTIONS: tuple[Option, ...] = (
     Option("language", "str", None, "language code (en, de, …); detected when omitted", lowercase=True,
@@ -169,10 +176,24 @@ OPTIONS: tuple[Option, ...] = (
            minimum=1, maximum=20),
     Option("condition_on_previous_text", "bool", True, "prompt each chunk with the text before it "
            "(library only)", doors=()),
+    Option("max_line_width", "int", _STYLE.max_line_width, "srt/vtt: characters a subtitle line holds at most",
+           minimum=10, maximum=200),
+    Option("max_line_count", "int", _STYLE.max_line_count, "srt/vtt: lines a subtitle cue holds at most",
+           minimum=1, maximum=10),
+    Option("max_words_per_line", "int", _STYLE.max_words_per_line, "srt/vtt: words a subtitle line holds at most",
+           minimum=1, maximum=100),
+    Option("max_cue_seconds", "float", _STYLE.max_cue_seconds, "srt/vtt: seconds a cue stays on screen at most",
+           minimum=1, maximum=60),
+    Option("max_chars_per_second", "float", _STYLE.max_chars_per_second, "srt/vtt: reading speed a cue is held "
+           "on screen for, where the next cue leaves time", minimum=1, maximum=100),
+    Option("highlight_words", "bool", _STYLE.highlight_words, "srt/vtt: one entry per word said, that word "
+           "underlined (karaoke; needs word_timestamps)"),
     Option("mode", "choice", "batched", "batched (VAD chunks decoded in lanes) or sequential (window by "
            "window; used for streamed answers)", choices=MODES, doors=()),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
+SUBTITLE_FIELDS = tuple(f.name for f in dataclasses.fields(SubtitleStyle))
+"""The options that shape srt and vtt answers only (they also apply when a job's subtitles are fetched)."""
 BY_FIELD = {option.field: option for option in OPTIONS}
 
 
@@ -199,6 +220,12 @@ class TranscribeOptions:
     diarize: bool = False
     min_speakers: int | None = None
     max_speakers: int | None = None
+    max_line_width: int = _STYLE.max_line_width
+    max_line_count: int = _STYLE.max_line_count
+    max_words_per_line: int | None = _STYLE.max_words_per_line
+    max_cue_seconds: float = _STYLE.max_cue_seconds
+    max_chars_per_second: float = _STYLE.max_chars_per_second
+    highlight_words: bool = _STYLE.highlight_words
     mode: str = "batched"
     decoding: DecodeSettings = field(default_factory=DecodeSettings)
     """The decoder's tuning (thresholds, encoder windows) for library and benchmark callers; beam size,
@@ -243,6 +270,10 @@ class TranscribeOptions:
     def temperatures(self) -> tuple[float, ...]:
         """The temperature schedule as a tuple (see temperature_schedule)."""
         return temperature_schedule(self.temperature)
+
+    def subtitle_style(self) -> SubtitleStyle:
+        """The style guide srt and vtt answers are written to."""
+        return SubtitleStyle(**{name: getattr(self, name) for name in SUBTITLE_FIELDS})
 
     def decode_settings(self) -> DecodeSettings:
         """The typed settings the engine decodes with."""
