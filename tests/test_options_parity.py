@@ -35,7 +35,7 @@ from .server_fixtures import SHORT_CLIP, RunningServer, run_server, upload
 GOOD = {"bool": None, "int": "2", "float": "3.5", "str": "de", "choice": "translate", "temperature": "0.3"}
 """A valid value that differs from the default, per kind (bool: the opposite of the default)."""
 GOOD_BY_NAME = {"prompt": "Ask not what your country can do for you.", "max_line_width": "32", "max_line_count": "3",
-                "max_chars_per_second": "15.5"}
+                "max_chars_per_second": "15.5", "vad_threshold": "0.35"}
 """Where the kind's value is outside an option's bounds or equals its default."""
 BAD = {
     "language": ["xx"],
@@ -48,6 +48,9 @@ BAD = {
     "enable_diarization": ["perhaps"],
     "min_speakers": ["0", "two"],
     "max_speakers": ["-1", "many"],
+    "vad_threshold": ["0", "1", "1.5", "nan", "high"],
+    "vad_min_silence_ms": ["-1", "10001", "0.5s"],
+    "vad_speech_pad_ms": ["-5", "2001", "wide"],
     "max_line_width": ["9", "201", "wide"],
     "max_line_count": ["0", "11", "2.5"],
     "max_words_per_line": ["0", "101"],

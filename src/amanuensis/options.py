@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .asr.decoding import DecodeSettings
+from .asr.vad import VadOptions
 from .errors import OptionsError
 from .subtitles import SubtitleStyle
 
@@ -149,6 +150,7 @@ def temperature_schedule(value: float | Sequence[float]) -> tuple[float, ...]:
 
 _SPEAKER_DOORS = (CLI, NATIVE, JOBS)
 _STYLE = SubtitleStyle()
+_VAD = VadOptions()
 
 OPTIONS: tuple[Option, ...] = (
     Option("language", "str", None, "language code (en, de, …); detected when omitted", lowercase=True,
@@ -163,6 +165,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("beam_size", "int", 5, "beams searched at temperature 0 (1 = greedy; a server-side cost, so "
            "not a per-request option over HTTP)", doors=(CLI,), minimum=1, maximum=20),
     Option("vad_filter", "bool", True, "skip non-speech found by voice activity detection (Silero VAD)"),
+    Option("vad_threshold", "float", None, "speech probability (0.01-0.99) from which the VAD hears speech "
+           f"(unset: {_VAD.threshold}); lower keeps quieter speech, higher drops more noise",
+           minimum=0.01, maximum=0.99),
+    Option("vad_min_silence_ms", "int", None, "a pause this long (ms) ends a stretch of speech "
+           f"(unset: {_VAD.min_silence_ms}; sequential mode: faster-whisper's 2000)", minimum=0, maximum=10_000),
+    Option("vad_speech_pad_ms", "int", None, f"audio kept (ms) each side of speech (unset: {_VAD.speech_pad_ms})",
+           minimum=0, maximum=2_000),
     Option("word_timestamps", "bool", True, "time every word (OpenAI routes: timestamp_granularities[]=word, "
            "off unless asked)", doors=(CLI, NATIVE, JOBS), door_defaults=((OPENAI, False),)),
     Option("multilingual", "bool", False, "detect the language of every window (multilingual models)"),
@@ -214,6 +223,9 @@ class TranscribeOptions:
     initial_prompt: str | None = None
     condition_on_previous_text: bool = True
     vad_filter: bool = True
+    vad_threshold: float | None = None
+    vad_min_silence_ms: int | None = None
+    vad_speech_pad_ms: int | None = None
     word_timestamps: bool = False
     """Off for library callers (word alignment costs time); every door turns it on (see OPTIONS)."""
     multilingual: bool = False
@@ -270,6 +282,12 @@ class TranscribeOptions:
     def temperatures(self) -> tuple[float, ...]:
         """The temperature schedule as a tuple (see temperature_schedule)."""
         return temperature_schedule(self.temperature)
+
+    def vad_settings(self) -> dict[str, float]:
+        """The VAD settings this request changes, by VadOptions field (unset options keep the VAD's own)."""
+        given = {"threshold": self.vad_threshold, "min_silence_ms": self.vad_min_silence_ms,
+                 "speech_pad_ms": self.vad_speech_pad_ms}
+        return {name: value for name, value in given.items() if value is not None}
 
     def subtitle_style(self) -> SubtitleStyle:
         """The style guide srt and vtt answers are written to."""

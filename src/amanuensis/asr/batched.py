@@ -100,9 +100,11 @@ class BatchedTranscriber:
         """The typed DecodeSettings of a TranscribeOptions, seeking past loops as this transcriber does."""
         return replace(options.decode_settings(), seek_past_loops_after=self.min_advance_seconds)
 
-    def plan(self, samples: np.ndarray, vad_filter: bool = True) -> tuple[list[tuple[int, int]], np.ndarray]:
-        """Regions of at most 30 s cut at pauses (speech only with `vad_filter`) and the frame speech scores."""
-        result = detect_speech(samples, self.vad_options, self._vad or default_vad())
+    def plan(self, samples: np.ndarray, vad_filter: bool = True,
+             vad_options: VadOptions | None = None) -> tuple[list[tuple[int, int]], np.ndarray]:
+        """Regions of at most 30 s cut at pauses (speech only with `vad_filter`) and the frame speech scores;
+        `vad_options` replace this transcriber's for one call."""
+        result = detect_speech(samples, vad_options or self.vad_options, self._vad or default_vad())
         regions = result.regions if vad_filter else [(0, len(samples))]
         return split_long_regions(regions, result.probs), result.probs
 
@@ -118,7 +120,7 @@ class BatchedTranscriber:
         before = dict(self.engine.stats.seconds)
         counted = dict(self.engine.stats.counts)
         duration = len(samples) / SAMPLE_RATE
-        regions, probs = self.plan(samples, options.vad_filter)
+        regions, probs = self.plan(samples, options.vad_filter, replace(self.vad_options, **options.vad_settings()))
         vad_s = time.perf_counter() - started
         settings = self.settings(options)
         language, probability = self._language(samples, regions, options)
