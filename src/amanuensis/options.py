@@ -159,6 +159,8 @@ OPTIONS: tuple[Option, ...] = (
            "the OpenAI routes take it from the path", choices=TASKS, doors=(CLI, NATIVE, JOBS)),
     Option("prompt", "str", None, "initial prompt: vocabulary, names, spelling, style", attribute="initial_prompt",
            doors=(*FILE_DOORS, REALTIME)),
+    Option("hotwords", "str", None, "names and terms the decoder should prefer (they lead every window's "
+           "prompt, as faster-whisper's hotwords)", doors=(*FILE_DOORS, REALTIME)),
     Option("temperature", "temperature", DEFAULT_TEMPERATURES,
            "sampling temperature 0-1: 0 decodes greedily and falls back to higher temperatures where a result "
            "fails Whisper's checks; above 0, that temperature alone; or a comma-separated schedule"),
@@ -221,6 +223,7 @@ class TranscribeOptions:
     best_of: int = 5
     temperature: float | Sequence[float] = DEFAULT_TEMPERATURES
     initial_prompt: str | None = None
+    hotwords: str | None = None
     condition_on_previous_text: bool = True
     vad_filter: bool = True
     vad_threshold: float | None = None
@@ -296,7 +299,8 @@ class TranscribeOptions:
     def decode_settings(self) -> DecodeSettings:
         """The typed settings the engine decodes with."""
         return dataclasses.replace(self.decoding, beam_size=self.beam_size, best_of=self.best_of,
-                                   temperatures=self.temperatures, word_timestamps=self.word_timestamps)
+                                   temperatures=self.temperatures, word_timestamps=self.word_timestamps,
+                                   hotwords=self.hotwords)
 
     def to_dict(self) -> dict[str, Any]:
         """The declared options as plain JSON (what a job stores)."""

@@ -216,6 +216,7 @@ class Transcriber:
             best_of=options.best_of,
             temperature=list(options.temperatures),
             initial_prompt=options.initial_prompt,
+            hotwords=options.hotwords,
             condition_on_previous_text=options.condition_on_previous_text,
             vad_filter=options.vad_filter,
             vad_parameters={_FASTER_WHISPER_VAD[name]: value for name, value in options.vad_settings().items()},

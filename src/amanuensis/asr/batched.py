@@ -197,7 +197,7 @@ class BatchedTranscriber:
                 break
             jobs = [ChunkJob(chunk.audio(ctx.samples),
                              self.engine.prompt(ctx.tokenizer, history[i] if ctx.condition else ctx.initial,
-                                                ctx.settings.without_timestamps),
+                                                ctx.settings.without_timestamps, ctx.settings.hotwords),
                              ctx.settings, detect_language=ctx.per_language)
                     for i, chunk in zip(active, chunks, strict=True)]
             if self.shared_window and jobs:
