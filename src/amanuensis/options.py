@@ -188,9 +188,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("condition_on_previous_text", "bool", True, "prompt each chunk with the text before it "
            "(library only)", doors=()),
     Option("max_line_width", "int", _STYLE.max_line_width, "srt/vtt: characters a subtitle line holds at most",
-           minimum=10, maximum=200),
+           minimum=10, maximum=100),
     Option("max_line_count", "int", _STYLE.max_line_count, "srt/vtt: lines a subtitle cue holds at most",
-           minimum=1, maximum=10),
+           minimum=1, maximum=3),
     Option("max_words_per_line", "int", _STYLE.max_words_per_line, "srt/vtt: words a subtitle line holds at most",
            minimum=1, maximum=100),
     Option("max_cue_seconds", "float", _STYLE.max_cue_seconds, "srt/vtt: seconds a cue stays on screen at most",

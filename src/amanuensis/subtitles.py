@@ -170,24 +170,71 @@ def _break_cost(words: list[TimedWord], j: int) -> float:
     return min(cost, 0.2) if pause >= BREAK_PAUSE_SECONDS else cost
 
 
-def _characters(words: list[TimedWord]) -> int:
-    return _line_length(words)
-
-
 def _room(words: list[TimedWord], i: int, j: int, style: SubtitleStyle) -> float:
     """Seconds cue words[i:j] may stay on screen: until the next word (of any cue) or max_cue_seconds."""
     until = words[j].start if j < len(words) else math.inf
     return max(1e-3, min(style.max_cue_seconds, until - words[i].start))
 
 
-def _cue_cost(words: list[TimedWord], i: int, j: int, style: SubtitleStyle) -> float:
-    cost = 1.0 + _break_cost(words, j)
+class _Text:
+    """Prefix sums of word lengths: the length of any run of words, and how far a line from a word reaches."""
+
+    def __init__(self, words: list[TimedWord], style: SubtitleStyle) -> None:
+        self.words, self.style = words, style
+        self.ends = [0]
+        for word in words:
+            self.ends.append(self.ends[-1] + len(word.text) + 1)
+        self.far = [0] * len(words)
+        """far[i]: the furthest j such that words[i:j] fits one line without a label (two pointers)."""
+        j = 0
+        for i in range(len(words)):
+            j = max(j, i)
+            while j < len(words) and self._fits(i, j + 1, 0):
+                j += 1
+            self.far[i] = j
+
+    def _fits(self, i: int, j: int, extra: int) -> bool:
+        words_cap = self.style.max_words_per_line
+        return (not words_cap or j - i <= words_cap) and self.length(i, j) + extra <= self.style.max_line_width
+
+    def length(self, i: int, j: int) -> int:
+        """Characters of words[i:j] joined by spaces."""
+        return self.ends[j] - self.ends[i] - 1
+
+    def reach(self, i: int, limit: int, extra: int = 0) -> int:
+        """The furthest j <= limit such that words[i:j] fits one line (`extra` characters taken)."""
+        if i >= limit:
+            return i
+        if not extra:
+            return min(self.far[i], limit)
+        j = i
+        while j < limit and self._fits(i, j + 1, extra):
+            j += 1
+        return j
+
+    def cue_ends(self, i: int, limit: int, label: int) -> list[int]:
+        """Every j <= limit such that words[i:j] can be laid out as a cue: on one line, or on 2 to
+        max_line_count lines of two words or more each (a reachability walk, line by line)."""
+        first = self.reach(i, limit, label)
+        ends = set(range(i + 1, max(first, i + 1) + 1))
+        starts = set(range(i + 2, first + 1))
+        for _ in range(self.style.max_line_count - 1):
+            following: set[int] = set()
+            for a in starts:
+                following.update(range(a + 2, self.reach(a, limit) + 1))
+            ends |= following
+            starts = following
+        return sorted(ends)
+
+
+def _cue_cost(words: list[TimedWord], text: _Text, breaks: list[float], i: int, j: int, style: SubtitleStyle) -> float:
+    """A cue of words[i:j]: one per cue, what ending it there costs, more for a cue of one or two words
+    cut out of a phrase, and more the faster it must be read."""
+    cost = 1.0 + breaks[j]
     alone = j - i
-    joined_before = i > 0 and _break_cost(words, i) > 0
-    joined_after = _break_cost(words, j) > 0
-    if alone <= 2 and (joined_before or joined_after):
+    if alone <= 2 and (breaks[i] > 0 or breaks[j] > 0):
         cost += 1.5 if alone == 1 else 0.5
-    speed = _characters(words[i:j]) / _room(words, i, j, style)
+    speed = text.length(i, j) / _room(words, i, j, style)
     if speed > style.max_chars_per_second:
         cost += 2.0 * (speed / style.max_chars_per_second - 1.0)
     return cost
@@ -197,29 +244,26 @@ def build_cues(words: list[TimedWord], style: SubtitleStyle | None = None) -> li
     """Cut `words` into cues to `style` (see the module's docstring), times monotonic and non-overlapping."""
     style = style or SubtitleStyle()
     n = len(words)
+    text = _Text(words, style)
+    breaks = [0.0] + [_break_cost(words, j) for j in range(1, n + 1)]
     best = [math.inf] * n + [0.0]
-    choice: list[tuple[int, list[list[TimedWord]]] | None] = [None] * n
+    choice = [0] * n
     for i in range(n - 1, -1, -1):
-        label = label_width(words[i].speaker)
-        for j in range(i + 1, n + 1):
-            if j > i + 1:
-                last = words[j - 1]
-                if (last.speaker != words[i].speaker or last.end - words[i].start > style.max_cue_seconds
-                        or last.start - words[j - 2].end >= LONG_PAUSE_SECONDS):
-                    break
-                if _characters(words[i:j]) + label > style.max_line_width * style.max_line_count:
-                    break
-            lines = lay_out(words[i:j], style, label)
-            if lines is None:
-                continue
-            cost = _cue_cost(words, i, j, style) + best[j]
+        limit = i + 1  # the cue may not pass a change of speaker, max_cue_seconds or a long pause
+        while (limit < n and words[limit].speaker == words[i].speaker
+               and words[limit].end - words[i].start <= style.max_cue_seconds
+               and words[limit].start - words[limit - 1].end < LONG_PAUSE_SECONDS):
+            limit += 1
+        for j in text.cue_ends(i, limit, label_width(words[i].speaker)):
+            cost = _cue_cost(words, text, breaks, i, j, style) + best[j]
             if cost < best[i]:
-                best[i], choice[i] = cost, (j, lines)
+                best[i], choice[i] = cost, j
     cues: list[Cue] = []
     i = 0
     while i < n:
-        j, lines = choice[i]  # type: ignore[misc]
-        cues.append(Cue(words[i].start, words[j - 1].end, lines, words[i].speaker))
+        j = choice[i]
+        lines = lay_out(words[i:j], style, label_width(words[i].speaker))
+        cues.append(Cue(words[i].start, words[j - 1].end, lines or [words[i:j]], words[i].speaker))
         i = j
     return _timed(cues, style)
 
