@@ -26,6 +26,7 @@ from ..corpus import CorpusRun, collect_inputs, options_digest
 from ..corpus.local import LocalBackend
 from ..corpus.work import WorkerSpec
 from ..pipeline import TranscribeOptions
+from .machine import describe, summary
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     runs: dict[str, list[dict]] = {config: [] for config in configs}
+    print(summary(describe()), flush=True)
     for round_number in range(1, args.rounds + 1):
         for config in configs:
             result = run_config(config, args.inputs, args.model)
