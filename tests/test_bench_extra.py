@@ -11,7 +11,7 @@ from amanuensis.bench import INSTALL_HINT, REQUIRED_MODULES
 from amanuensis.cli import main
 
 
-@pytest.mark.parametrize("which", ["e2e", "frontend", "realtime", "load", "corpus"])
+@pytest.mark.parametrize("which", ["e2e", "frontend", "realtime", "load", "corpus", "soak"])
 def test_a_missing_extra_is_one_line_and_exit_2(which, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, REQUIRED_MODULES[0], None)  # as if it were not installed
     assert main(["bench", which]) == 2

@@ -243,13 +243,16 @@ def test_cli_errors_are_one_line(server, tmp_path):
     assert offline.returncode == 1 and "cannot reach the server" in offline.stderr
 
 
-def test_jobs_need_the_api_key_when_one_is_set_but_the_page_does_not(tmp_path):
+def test_jobs_and_the_page_need_the_api_key_when_one_is_set(tmp_path):
     with run_server(tmp_path, "--api-key", "sesame", "--data-dir", str(tmp_path / "data")) as server, \
             httpx.Client(base_url=server.url, timeout=60) as client:
         assert_error(client.get("/v1/jobs"), 401, None, "invalid_api_key")
         assert_error(client.post("/v1/jobs", files=upload(JFK)), 401, None, "invalid_api_key")
-        assert client.get("/").status_code == 200 and client.get("/static/app.js").status_code == 200
+        assert_error(client.get("/"), 401, None, "invalid_api_key")
+        assert_error(client.get("/static/app.js"), 401, None, "invalid_api_key")
         keyed = {"Authorization": "Bearer sesame"}
+        assert client.get("/", headers=keyed).status_code == 200
+        assert client.get("/static/app.js", headers=keyed).status_code == 200
         job = client.post("/v1/jobs", files=upload(JFK), headers=keyed)
         assert job.status_code == 202
         events = client.get(f"/v1/jobs/{job.json()['id']}/events", headers=keyed, timeout=JOB_TIMEOUT_S)

@@ -64,9 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         reason = str(exc)
         serve.set_defaults(handler=lambda args: _unavailable("serve", reason))
 
-    bench = commands.add_parser("bench", help="benchmarks against peers (frontend, e2e, realtime, load, corpus; "
-                                "needs the bench extra)")
-    bench.add_argument("which", choices=("frontend", "e2e", "realtime", "load", "corpus"))
+    bench = commands.add_parser("bench", help="benchmarks against peers (frontend, e2e, realtime, load, corpus) "
+                                "and a soak test (soak); needs the bench extra")
+    bench.add_argument("which", choices=("frontend", "e2e", "realtime", "load", "corpus", "soak"))
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(handler=cmd_bench)
 

@@ -2,6 +2,9 @@
 
 Every state change is committed before it is acted on or announced, so a process killed at any
 moment leaves each job either finished (with its result) or unfinished (and re-run on the next start).
+A deleted job leaves nothing readable behind: SQLite overwrites freed content with zeros
+(`secure_delete`), and the write-ahead log, which still holds the job's earlier page images, is
+checkpointed and truncated after every deletion.
 """
 
 from __future__ import annotations
@@ -156,6 +159,7 @@ class JobStore:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(_SCHEMA)
         self._add_callback_columns()
 
@@ -256,7 +260,14 @@ class JobStore:
         )
 
     def delete(self, job_id: str) -> bool:
-        """Remove a finished job and its audio; False when there is no such finished job."""
+        """Remove a finished job and its audio, leaving none of its data in the database files; False when
+        there is no such finished job."""
+        removed = self._delete(job_id)
+        if removed:
+            self._forget_deleted()
+        return removed
+
+    def _delete(self, job_id: str) -> bool:
         job = self.get(job_id)
         if job is None or not job.finished:
             return False
@@ -265,14 +276,22 @@ class JobStore:
             os.unlink(self.audio_path(job))
         return True
 
+    def _forget_deleted(self) -> None:
+        """Move the zeroed pages into the database file and empty the write-ahead log, whose older frames
+        still hold deleted rows."""
+        busy, _, _ = self._execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning("jobs database: the write-ahead log could not be emptied after a deletion (busy)")
+
     def expire(self, older_than: float) -> int:
         """Delete finished jobs (and their audio) that finished before `older_than` (epoch seconds)."""
         rows = self._execute(
             f"SELECT id FROM jobs WHERE status IN ({','.join('?' * len(FINISHED))}) AND finished_at < ?",
             (*FINISHED, older_than),
         ).fetchall()
-        removed = sum(self.delete(row["id"]) for row in rows)
+        removed = sum(self._delete(row["id"]) for row in rows)
         if removed:
+            self._forget_deleted()
             log.info("jobs expired: count=%d", removed)
         return removed
 

@@ -13,6 +13,7 @@ from ..errors import ModelError, OptionsError
 from ..models import resolve_model
 from ..pipeline import cpu_layout
 from .app import create_app
+from .header_deadline import header_deadline_protocol
 from .logs import configure_logging
 from .memory import limit_malloc_arenas
 from .realtime.protocol import MAX_MESSAGE_BYTES
@@ -61,6 +62,7 @@ def serve(settings: ServerSettings | None = None) -> int:
         log_config=None,
         access_log=False,
         lifespan="on",
+        http=header_deadline_protocol(settings.header_timeout),
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
         server_header=False,
         ws=websocket_protocol(settings.realtime_send_timeout),

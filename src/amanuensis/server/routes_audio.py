@@ -7,12 +7,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from ..errors import AmanuensisError
 from ..options import NATIVE, OPENAI, exposed
-from .auth import require_api_key
 from .errors import ApiError, error_body, from_domain
 from .intake import Accepted, accept_upload
 from .responses import delta_event, done_event, native_response, openai_response, sse
@@ -20,7 +19,7 @@ from .service import JobResult, TranscriptionService
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(dependencies=[Depends(require_api_key)])
+router = APIRouter()
 TRANSCRIPTION_ROUTES = ("/transcribe", "/v1/audio/transcriptions", "/v1/audio/translations")
 
 _KINDS = {"bool": "boolean", "int": "integer", "temperature": "string", "choice": "string", "str": "string"}

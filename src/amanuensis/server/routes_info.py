@@ -1,28 +1,27 @@
-"""Routes that describe the server: /health, /ready, /status, /metrics (models: routes_models)."""
+"""Routes that describe the server: /health, /ready (open even with API keys), /status, /metrics
+(models: routes_models)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from .auth import require_api_key
 from .service import TranscriptionService
 
-public = APIRouter()
-private = APIRouter(dependencies=[Depends(require_api_key)])
+router = APIRouter()
 
 
 def _service(request: Request) -> TranscriptionService:
     return request.app.state.service
 
 
-@public.get("/health", summary="Liveness: the process answers")
+@router.get("/health", summary="Liveness: the process answers")
 async def health() -> dict:
     """Always 200 while the event loop runs; touches nothing else."""
     return {"status": "ok"}
 
 
-@public.get("/ready", summary="Readiness: the model is loaded and jobs are accepted")
+@router.get("/ready", summary="Readiness: the model is loaded and jobs are accepted")
 async def ready(request: Request) -> JSONResponse:
     """200 when transcription requests will be served, else 503."""
     service = _service(request)
@@ -32,13 +31,13 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready", "model": service.pool.default.info.name})
 
 
-@private.get("/status", summary="What is live now: model, front end, traffic, queue")
+@router.get("/status", summary="What is live now: model, front end, traffic, queue")
 async def status(request: Request) -> dict:
     """Version, uptime, model, front-end chain, request counters, queue depth, recent realtime factors."""
     return _service(request).status()
 
 
-@private.get("/metrics", summary="Prometheus metrics")
+@router.get("/metrics", summary="Prometheus metrics")
 async def metrics(request: Request) -> Response:
     """The Prometheus exposition of the app's registry."""
     body, content_type = request.app.state.metrics.render()

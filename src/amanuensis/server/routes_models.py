@@ -7,19 +7,18 @@ import asyncio
 import os
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ..errors import ModelError
 from ..models import HUB_NAMES, ModelInfo, list_models, resolve_model
-from .auth import require_api_key
 from .downloads import ModelDownloads
 from .errors import ApiError
 from .memory import available_bytes, process_rss_bytes
 from .pool import OPENAI_ALIAS
 from .service import TranscriptionService
 
-router = APIRouter(dependencies=[Depends(require_api_key)], tags=["models"])
+router = APIRouter(tags=["models"])
 
 
 def _service(request: Request) -> TranscriptionService:

@@ -42,7 +42,11 @@ class ServerSettings(BaseSettings):
     max_upload_mb: float = Field(200.0, gt=0)
     max_audio_seconds: float = Field(7200.0, gt=0)
     request_timeout: float = Field(600.0, gt=0, description="seconds from arrival to answer, queue included")
+    header_timeout: float = Field(10.0, gt=0, le=600, description="seconds a client may take to send a "
+                                  "request's headers; past it, 408 and the connection is closed")
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    public_docs: bool = Field(False, description="with API keys set, serve /docs, /redoc and /openapi.json "
+                              "without a key")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     tmp_dir: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -134,6 +138,8 @@ _FLAGS: dict[str, tuple[str, dict]] = {
     "--max-upload-mb": ("max_upload_mb", {"type": float, "help": "upload size limit in MiB (default 200)"}),
     "--max-audio-seconds": ("max_audio_seconds", {"type": float, "help": "audio length limit (default 7200)"}),
     "--request-timeout": ("request_timeout", {"type": float, "help": "seconds per request (default 600)"}),
+    "--header-timeout": ("header_timeout", {"type": float, "help": "seconds a client may take to send a "
+                                            "request's headers, then 408 and a close (default 10)"}),
     "--api-key": ("api_keys", {"action": "append", "help": "accepted Bearer key (repeat for several)"}),
     "--cors-origin": ("cors_origins", {"action": "append", "help": "allowed CORS origin (repeatable)"}),
     "--tmp-dir": ("tmp_dir", {"help": "where uploads are spooled (default: system temp)"}),
@@ -170,6 +176,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--ray", dest="serve_ray_address", nargs="?", const="", default=None, metavar="ADDRESS",
         help="serve on Ray Serve (models as replicas across the cluster): auto, ray://host:10001, or none "
         "for a local Ray started now; --workers is then the number of model replicas",
+    )
+    parser.add_argument(
+        "--public-docs", dest="serve_public_docs", action="store_const", const=True, default=None,
+        help="with --api-key: serve /docs, /redoc and /openapi.json without a key",
     )
     parser.add_argument(
         "--allow-download", dest="serve_allow_download", action="store_const", const=True, default=None,

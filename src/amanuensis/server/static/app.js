@@ -551,11 +551,26 @@
 
   // ---------- start ----------
 
+  // The key for API calls (Bearer), kept in localStorage; the same-site cookie carries it when the browser
+  // itself loads the page and its assets from a server that needs a key (the key form sets it first).
+  function cookieKey() {
+    const found = document.cookie.split("; ").find((part) => part.startsWith("amanuensis_key="));
+    return found ? decodeURIComponent(found.slice("amanuensis_key=".length)) : "";
+  }
+
+  function rememberKey(value) {
+    localStorage.setItem("amanuensis.apiKey", value);
+    const secure = location.protocol === "https:" ? "; Secure" : "";
+    document.cookie = value
+      ? `amanuensis_key=${encodeURIComponent(value)}; Path=/; Max-Age=2592000; SameSite=Strict${secure}`
+      : "amanuensis_key=; Path=/; Max-Age=0; SameSite=Strict";
+  }
+
   function init() {
     const key = $("api-key");
-    key.value = localStorage.getItem("amanuensis.apiKey") || "";
+    key.value = localStorage.getItem("amanuensis.apiKey") || cookieKey();
     key.addEventListener("change", () => {
-      localStorage.setItem("amanuensis.apiKey", key.value.trim());
+      rememberKey(key.value.trim());
       loadModels();
       loadRecent();
     });
