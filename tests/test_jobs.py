@@ -107,6 +107,20 @@ def test_submit_poll_done(http):
     assert http.get(f"/v1/jobs/{job['id']}/audio").content == JFK.read_bytes()
 
 
+def test_a_jobs_subtitles_follow_its_options_or_the_querys(http):
+    job = wait_done(http, submit(http, JFK, max_line_width="24", highlight_words="true")["id"])
+    assert job["status"] == "done" and job["options"]["max_line_width"] == 24
+    own = http.get(f"/v1/jobs/{job['id']}", params={"format": "srt"}).text
+    lines = [line for line in own.split("\n") if line and not line[0].isdigit()]
+    assert "<u>" in own and all(len(line.replace("<u>", "").replace("</u>", "")) <= 24 for line in lines), own
+    asked = http.get(f"/v1/jobs/{job['id']}", params={"format": "vtt", "max_line_count": "1",
+                                                     "highlight_words": "false"}).text
+    cues = asked.strip().split("\n\n")[1:]
+    assert "<u>" not in asked and cues and all(len(cue.split("\n")) == 2 for cue in cues), asked
+    assert_error(http.get(f"/v1/jobs/{job['id']}", params={"format": "srt", "max_line_width": "wide"}),
+                 400, "max_line_width")
+
+
 def test_events_arrive_in_order_and_end_with_the_result(http):
     job = submit(http, LONG_CLIP)
     events = read_events(http, job["id"])

@@ -113,6 +113,17 @@ def test_upload_transcribe_seek_download(page, server, tmp_path):
     cues = parse_srt(Path(download.value.path()).read_text(encoding="utf-8"))
     assert set(words(" ".join(c[2] for c in cues))) >= JFK_WORDS
 
+    # the subtitle style fields shape the download: 20 characters a line, each word underlined as said
+    page.click("#subtitle-style summary")
+    page.fill("#max-line-width", "20")
+    page.check("#highlight-words")
+    with page.expect_download() as download:
+        page.click("button.download[data-format='vtt']")
+    vtt = Path(download.value.path()).read_text(encoding="utf-8")
+    texts = [line for block in vtt.strip().split("\n\n")[1:] for line in block.split("\n")[1:]]
+    assert texts and all(len(re.sub(r"</?u>", "", line)) <= 20 for line in texts), vtt
+    assert sum("<u>" in line for line in texts) >= len(JFK_WORDS), vtt
+
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator(".word", has_text="fellow").first.click()  # a highlighted word in the screenshot
     page.screenshot(path=str(ARTIFACTS / "web-page.png"), full_page=True)

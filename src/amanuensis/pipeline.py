@@ -33,6 +33,10 @@ COMPUTE_TYPES = ("auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16"
                  "bfloat16", "float32")
 """CTranslate2 compute types (auto: int8 on CPU, float16 on CUDA)."""
 
+_FASTER_WHISPER_VAD = {"threshold": "threshold", "min_silence_ms": "min_silence_duration_ms",
+                       "speech_pad_ms": "speech_pad_ms"}
+"""Our VadOptions fields by the name faster-whisper's VadOptions gives them (sequential mode)."""
+
 __all__ = ["DEFAULT_TEMPERATURES", "MODES", "TASKS", "TranscribeOptions", "Transcriber", "transcribe"]
 
 
@@ -216,8 +220,10 @@ class Transcriber:
             best_of=options.best_of,
             temperature=list(options.temperatures),
             initial_prompt=options.initial_prompt,
+            hotwords=options.hotwords,
             condition_on_previous_text=options.condition_on_previous_text,
             vad_filter=options.vad_filter,
+            vad_parameters={_FASTER_WHISPER_VAD[name]: value for name, value in options.vad_settings().items()},
             word_timestamps=options.word_timestamps,
             multilingual=options.multilingual and self.info.multilingual,
         )

@@ -100,17 +100,19 @@ class BatchedTranscriber:
         """The typed DecodeSettings of a TranscribeOptions, seeking past loops as this transcriber does."""
         return replace(options.decode_settings(), seek_past_loops_after=self.min_advance_seconds)
 
-    def plan(self, samples: np.ndarray, vad_filter: bool = True, speech_scores: np.ndarray | None = None
-             ) -> tuple[list[tuple[int, int]], np.ndarray]:
+    def plan(self, samples: np.ndarray, vad_filter: bool = True, speech_scores: np.ndarray | None = None,
+             vad_options: VadOptions | None = None) -> tuple[list[tuple[int, int]], np.ndarray]:
         """Regions of at most 30 s cut at pauses (speech only with `vad_filter`) and the frame speech scores:
         the VAD's, or `speech_scores` (one per 512-sample frame) where the caller has them already (a
-        realtime session's live VAD), so the VAD does not run again."""
+        realtime session's live VAD), so the VAD does not run again. `vad_options` replace this
+        transcriber's for one call."""
+        vad_options = vad_options or self.vad_options
         if speech_scores is None:
-            result = detect_speech(samples, self.vad_options, self._vad or default_vad())
+            result = detect_speech(samples, vad_options, self._vad or default_vad())
             probs, speech = result.probs, result.regions
         else:
             probs = speech_scores
-            speech = regions_from_probs(probs, len(samples), self.vad_options) if vad_filter else []
+            speech = regions_from_probs(probs, len(samples), vad_options) if vad_filter else []
         regions = speech if vad_filter else [(0, len(samples))]
         return split_long_regions(regions, probs), probs
 
@@ -128,7 +130,8 @@ class BatchedTranscriber:
         before = dict(self.engine.stats.seconds)
         counted = dict(self.engine.stats.counts)
         duration = len(samples) / SAMPLE_RATE
-        regions, probs = self.plan(samples, options.vad_filter, speech_scores)
+        regions, probs = self.plan(samples, options.vad_filter, speech_scores,
+                                   replace(self.vad_options, **options.vad_settings()))
         vad_s = time.perf_counter() - started
         settings = self.settings(options)
         language, probability = self._language(samples, regions, options)
@@ -205,7 +208,7 @@ class BatchedTranscriber:
                 break
             jobs = [ChunkJob(chunk.audio(ctx.samples),
                              self.engine.prompt(ctx.tokenizer, history[i] if ctx.condition else ctx.initial,
-                                                ctx.settings.without_timestamps),
+                                                ctx.settings.without_timestamps, ctx.settings.hotwords),
                              ctx.settings, detect_language=ctx.per_language)
                     for i, chunk in zip(active, chunks, strict=True)]
             if self.shared_window and jobs:

@@ -124,7 +124,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             sys.stderr.write(f"amanuensis: error: {path}: {exc}\n")
             failures += 1
             continue
-        output = render(transcript, args.format)
+        output = render(transcript, args.format, options.subtitle_style())
         if args.output_dir:
             target = args.output_dir / f"{path.stem}.{EXTENSIONS[args.format]}"
             target.write_text(output, encoding="utf-8")

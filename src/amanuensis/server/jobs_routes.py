@@ -24,8 +24,9 @@ from ..formats import check_format, media_type, render
 from ..jobs import DONE, STATUSES, DataDirBusy, JobManager, JobRecord, JobStore, default_data_dir, job_transcript
 from ..jobs.callbacks import CallbackSender, check_callback_url, load_secret
 from ..jobs.manager import callback_body
-from ..options import JOBS, TranscribeOptions
+from ..options import BY_NAME, JOBS, SUBTITLE_FIELDS, TranscribeOptions
 from ..pipeline import ProgressCallback, SegmentCallback
+from ..subtitles import SubtitleStyle
 from ..transcript import Transcript
 from .auth import client_key
 from .errors import ApiError
@@ -188,17 +189,28 @@ async def list_jobs(request: Request, limit: int = 20, status: str | None = None
 @router.get("/{job_id}", summary="A job's status and progress; its transcript once done")
 async def get_job(request: Request, job_id: str, format: str | None = None) -> Response:
     """Without `format`: the job as JSON (the transcript under `result` once done). With
-    `?format=json|verbose_json|text|srt|vtt|tsv`: the transcript itself in that format (409 until done)."""
+    `?format=json|verbose_json|text|srt|vtt|tsv`: the transcript itself in that format (409 until done);
+    srt and vtt follow the job's subtitle options, or those the query gives (max_line_width=…)."""
     manager = _manager(request)
     if format is not None:
         check_format(format, param="format")
     job = _job(manager, job_id)
+    style = _subtitle_style(job, dict(request.query_params))
     if format is None:
         return JSONResponse(manager.view(job, with_result=True))
     if job.status != DONE:
         raise ApiError(409, f"job {job_id} is {job.status}, not done: no transcript to render yet",
                        code="job_not_done", param="id")
-    return Response(render(job_transcript(job), format), media_type=media_type(format))
+    return Response(render(job_transcript(job), format, style), media_type=media_type(format))
+
+
+def _subtitle_style(job: JobRecord, query: dict[str, str]) -> SubtitleStyle:
+    """The style a job's subtitles are written to: its own options, each replaced where the query gives it."""
+    options = TranscribeOptions.from_dict(job.options)
+    for name in SUBTITLE_FIELDS:
+        if name in query:
+            setattr(options, name, BY_NAME[name].parse(query[name]))
+    return options.subtitle_style()
 
 
 @router.get("/{job_id}/events", summary="Progress and segments as server-sent events")

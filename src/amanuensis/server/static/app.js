@@ -532,10 +532,21 @@
 
   // ---------- downloads ----------
 
+  // The subtitle style fields, as the query options of a subtitle download (blank fields: the job's own).
+  function subtitleStyle(query) {
+    for (const input of $("subtitle-style").querySelectorAll("input")) {
+      if (input.type === "checkbox") query.set(input.name, input.checked ? "true" : "false");
+      else if (input.value.trim()) query.set(input.name, input.value.trim());
+    }
+    return query;
+  }
+
   async function download(button) {
     if (!state.jobId) return;
     try {
-      const response = await api(`/v1/jobs/${state.jobId}?format=${button.dataset.format}`);
+      const query = new URLSearchParams({ format: button.dataset.format });
+      if (["srt", "vtt"].includes(button.dataset.format)) subtitleStyle(query);
+      const response = await api(`/v1/jobs/${state.jobId}?${query}`);
       const url = URL.createObjectURL(await response.blob());
       const link = document.createElement("a");
       link.href = url;
