@@ -64,9 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
         reason = str(exc)
         serve.set_defaults(handler=lambda args: _unavailable("serve", reason))
 
-    bench = commands.add_parser("bench", help="benchmarks (frontend, e2e, realtime, words, nonspeech) and a "
-                                "soak test (soak)")
-    bench.add_argument("which", choices=("frontend", "e2e", "realtime", "words", "nonspeech", "soak"))
+    bench = commands.add_parser("bench", help="benchmarks against peers (frontend, e2e, realtime, load, corpus, "
+                                "words, nonspeech) and a soak test (soak); needs the bench extra")
+    bench.add_argument("which", choices=("frontend", "e2e", "realtime", "load", "corpus", "words", "nonspeech",
+                                         "soak"))
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(handler=cmd_bench)
 
@@ -168,9 +169,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Dispatch to amanuensis.bench.<which>.main(rest)."""
+    """Dispatch to amanuensis.bench.<which>.main(rest), once the bench extra is known to be installed."""
     import importlib
 
+    from ..bench import require_extra
+
+    require_extra()
     module = importlib.import_module(f"amanuensis.bench.{args.which}")
     return int(module.main(list(args.rest)) or 0)
 
