@@ -169,8 +169,9 @@ OPTIONS: tuple[Option, ...] = (
            minimum=1, maximum=20),
     Option("condition_on_previous_text", "bool", True, "prompt each chunk with the text before it "
            "(library only)", doors=()),
-    Option("mode", "choice", "batched", "batched (VAD chunks decoded in lanes) or sequential (window by "
-           "window; used for streamed answers)", choices=MODES, doors=()),
+    Option("mode", "choice", "batched", "batched (speech dealt into lanes decoded side by side) or "
+           "sequential (one lane: each chunk prompted with the text of the one before; library only)",
+           choices=MODES, doors=()),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
 BY_FIELD = {option.field: option for option in OPTIONS}
