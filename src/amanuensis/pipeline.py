@@ -159,8 +159,11 @@ class Transcriber:
         *,
         progress: ProgressCallback | None = None,
         on_segment: SegmentCallback | None = None,
+        speech_scores: np.ndarray | None = None,
     ) -> Transcript:
-        """Transcribe `audio` (path, bytes, file object or 16 kHz float32 array) into a Transcript."""
+        """Transcribe `audio` (path, bytes, file object or 16 kHz float32 array) into a Transcript.
+        `speech_scores`: the speech score of each 512-sample frame where the caller has them (a realtime
+        session's live VAD): the lanes then take them instead of running the VAD again."""
         options = options or TranscribeOptions()
         options.validate(self.info)
         samples = decode_audio(audio)
@@ -171,7 +174,7 @@ class Transcriber:
             get_encoder()  # raises DiarizationUnavailableError before any decoding work
         # Diarization splits segments at word boundaries, so it decodes with word times.
         decode_options = replace(options, word_timestamps=True) if options.diarize else options
-        segments, language, probability = self._decode(samples, decode_options, progress, on_segment)
+        segments, language, probability = self._decode(samples, decode_options, progress, on_segment, speech_scores)
         transcript = Transcript(
             text="".join(s.text for s in segments).strip(),
             language=language,
@@ -198,14 +201,17 @@ class Transcriber:
         options: TranscribeOptions,
         progress: ProgressCallback | None,
         on_segment: SegmentCallback | None,
+        speech_scores: np.ndarray | None = None,
     ) -> tuple[list[Segment], str, float]:
         """Every mode through the lanes: with a shared scheduler concurrent calls decode at once (their
         chunks share engine batches), without one a call at a time."""
         if self._scheduler is not None:
             with self._scheduler.caller():
-                return self.batched.transcribe(samples, options, progress=progress, on_segment=on_segment)
+                return self.batched.transcribe(samples, options, progress=progress, on_segment=on_segment,
+                                               speech_scores=speech_scores)
         with self._lock:
-            return self.batched.transcribe(samples, options, progress=progress, on_segment=on_segment)
+            return self.batched.transcribe(samples, options, progress=progress, on_segment=on_segment,
+                                           speech_scores=speech_scores)
 
 
 _default_lock = threading.Lock()
