@@ -21,7 +21,16 @@ import numpy as np
 
 from ..constants import SAMPLE_RATE
 from ..transcript import Segment, Word
-from .chunking import CHUNK_SAMPLES, Chunk, ends_in_speech, next_chunk, plan_lanes, split_long_regions
+from .chunking import (
+    CHUNK_SAMPLES,
+    Chunk,
+    ends_in_speech,
+    next_chunk,
+    plan_lanes,
+    speech_between,
+    split_long_regions,
+    split_windows,
+)
 from .decoding import Decoded, DecodeSettings, looping_segment
 from .engine import ChunkJob, WhisperEngine
 from .languages import LanguageRun, language_runs
@@ -225,7 +234,7 @@ class BatchedTranscriber:
                 if not retry:  # else the model skipped speech at the start: a shorter chunk from here again
                     end = chunk.pieces[-1][1] if covered >= chunk.duration else round(
                         chunk.to_original(covered, is_end=True) * SAMPLE_RATE)
-                    consumed = _speech_between(lanes[i], positions[i], end)
+                    consumed = speech_between(lanes[i], positions[i], end)
                     positions[i] = end
                     pending[i].extend(produced)
                     if decoded.temperature > PROMPT_RESET_TEMPERATURE or not produced or not kept:
@@ -356,19 +365,6 @@ class BatchedTranscriber:
             on_segment(segment)
 
 
-def split_windows(regions: list[tuple[int, int]], speech_samples: int) -> list[list[tuple[int, int]]]:
-    """Consecutive groups of regions holding about `speech_samples` of speech each."""
-    windows: list[list[tuple[int, int]]] = []
-    filled = speech_samples
-    for region in regions:
-        if filled >= speech_samples:
-            windows.append([])
-            filled = 0
-        windows[-1].append(region)
-        filled += region[1] - region[0]
-    return windows
-
-
 def _split_at_seams(chunk: Chunk, words: list[dict]) -> list[list[dict]]:
     """A segment's words in runs that each lie between two seams of the chunk (pauses the VAD cut out):
     one segment never spans silence the model did not hear."""
@@ -395,9 +391,3 @@ def _has_speech(probs: np.ndarray, chunk: Chunk, after: float, threshold: float 
         if run >= needed:
             return True
     return False
-
-
-def _speech_between(regions: list[tuple[int, int]], start: int | None, end: int) -> int:
-    if start is None:
-        return 0
-    return sum(max(0, min(e, end) - max(s, start)) for s, e in regions)
