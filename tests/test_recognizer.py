@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from amanuensis.asr.engine import split_rows
+from amanuensis.asr.decoding import DecodeSettings
+from amanuensis.asr.engine import ChunkJob
 from amanuensis.audio import decode_audio
 from amanuensis.models import base_parts_installed
 from amanuensis.pipeline import TranscribeOptions, Transcriber
@@ -77,12 +78,31 @@ def test_sequential_mode_decodes_one_lane_chunk_after_chunk(transcriber, monkeyp
     assert all(a.end <= b.start + 1e-6 for a, b in zip(one_lane, one_lane[1:]))
 
 
-def test_the_first_lane_leads_its_sub_batch_without_unbalancing_the_step():
-    assert split_rows([299, 300, 172], 2, lead=0) == [[0], [1, 2]]
-    assert split_rows([299, 300, 172], 2) == [[1], [0, 2]]
-    assert split_rows([27] * 8, 2, lead=0) == [[0, 3, 5, 7], [1, 2, 4, 6]]  # equal loads stay equal
-    assert split_rows([5, 30, 20, 10], 2, lead=0) == split_rows([5, 30, 20, 10], 2)  # would unbalance: plain
-    assert split_rows([30], 4, lead=0) == [[0]] and split_rows([30, 10], 1, lead=0) == [[0, 1]]
+def test_a_reporting_run_decodes_the_first_job_first_and_alone_with_the_same_results(transcriber, monkeypatch):
+    """With results reported as they come, job 0 (the first lane's chunk) is decoded first in a sub-batch
+    of its own, and the decoder goes on with the rest of its share: the same rows per decoder and the
+    same tokens as a run that reports nothing."""
+    engine = transcriber.batched.engine
+    if engine.decoders < 2:
+        pytest.skip("one CPU core: one decoder, the batch decoded whole")
+    clips = [decode_audio(path)[: 12 * 16000] for path in MONOLOGUES] * 2
+    jobs = [ChunkJob(audio, engine.prompt(engine.tokenizer(), []), DecodeSettings(beam_size=1)) for audio in clips]
+    groups: list[list[int]] = []
+    original = engine._run_group
+
+    def spy(jobs_, prompts, settings, frames=3000):
+        groups.append([next(k for k, known in enumerate(jobs) if known is job) for job in jobs_])
+        return original(jobs_, prompts, settings, frames)
+
+    monkeypatch.setattr(engine, "_run_group", spy)
+    plain = engine.run(jobs)
+    assert sorted(len(g) for g in groups) == [2, 2]
+    groups.clear()
+    heard: list[int] = []
+    reported = engine.run(jobs, on_result=lambda i, _: heard.append(i))
+    assert groups[0] == [0] and sorted(len(g) for g in groups) == [1, 1, 2]
+    assert heard[0] == 0 and sorted(heard) == [0, 1, 2, 3]
+    assert [r.tokens for r in reported] == [r.tokens for r in plain]
 
 
 def test_streamed_segments_come_in_order_before_the_step_ends(transcriber, monkeypatch):

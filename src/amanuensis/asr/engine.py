@@ -45,8 +45,8 @@ CAP_SLACK_TOKENS = 2
 """A decode this close to its cap counts as stopped by it (measured: exactly at the cap; a try
 wrongly counted so is only decoded again in full)."""
 MAX_PROMPT_TOKENS = 223
-LEAD_SLACK = 0.02
-"""How much heavier (as a fraction) a split that keeps the lead row alone may make the heaviest part."""
+Task = tuple[int, list[int], list[list[int]]]
+"""A sub-batch: (encoder frames, job indices, their prompts)."""
 OnResult = Callable[[int, Decoded], None]
 """Called with (job index, its Decoded) as soon as a job's sub-batch is decoded."""
 
@@ -78,33 +78,13 @@ class ChunkJob:
         return window_frames(len(self.audio), self.settings.window_margin_s)
 
 
-def split_rows(sizes: list[int], parts: int, lead: int | None = None) -> list[list[int]]:
+def split_rows(sizes: list[int], parts: int) -> list[list[int]]:
     """Row indices of a batch dealt into at most `parts` sub-batches of about equal total size (largest
-    rows first, each to the lightest part), each in batch order.
-
-    With `lead`, that row starts a part alone and the others join it only where it stays no heavier
-    than the lightest other part, so that it comes back early (the first lane's chunk, whose segments go
-    out first); this split is kept where its heaviest part is within LEAD_SLACK of the plain one's."""
-    plain = _deal(sizes, max(1, min(parts, len(sizes))), None)
-    if lead is None or parts < 2 or len(sizes) < 2:
-        return plain
-    led = _deal(sizes, min(parts, len(sizes)), lead)
-    heaviest = max(sum(sizes[i] for i in part) for part in plain)
-    return led if max(sum(sizes[i] for i in part) for part in led) <= heaviest * (1 + LEAD_SLACK) else plain
-
-
-def _deal(sizes: list[int], count: int, lead: int | None) -> list[list[int]]:
+    rows first, each to the lightest part), each in batch order."""
+    count = max(1, min(parts, len(sizes)))
     loads, out = [0] * count, [[] for _ in range(count)]
-    if lead is not None:
-        loads[0], out[0] = sizes[lead], [lead]
     for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
-        if i == lead:
-            continue
-        if lead is None:
-            k = loads.index(min(loads))
-        else:
-            other = min(range(1, count), key=lambda k: loads[k])
-            k = 0 if loads[0] + sizes[i] <= loads[other] else other
+        k = loads.index(min(loads))
         loads[k] += sizes[i]
         out[k].append(i)
     return [sorted(part) for part in out if part]
@@ -208,8 +188,10 @@ class WhisperEngine:
         and jobs without previous text form a second batch. Jobs are also grouped by encoder window
         (short chunks are encoded in short windows, see `window_frames`). Each group is dealt into
         `decoders` sub-batches of about equal audio (`split_rows`), decoded at once, the largest first.
-        Each group's first job (the earliest lane's chunk, published first) leads its split, so that it
-        comes back early; `on_result(index, decoded)` hears of each job as its sub-batch ends.
+        With `on_result(index, decoded)`, which hears of each job as its sub-batch ends, the first job
+        (the first lane's chunk, whose segments go out first) is taken out of its sub-batch and decoded
+        first, alone, by the decoder that then goes on with the rest of that sub-batch: it comes back
+        early and the step's balance is unchanged (on a CPU; one GPU decoder takes the batch whole).
         """
         if not jobs:
             return []
@@ -220,17 +202,19 @@ class WhisperEngine:
         by_window: dict[int, list[int]] = {}
         for i, job in enumerate(jobs):
             by_window.setdefault(job.frames, []).append(i)
-        tasks: list[tuple[int, list[int], list[list[int]]]] = []
+        tasks: list[Task] = []
         for frames, members in sorted(by_window.items()):
             for indices, prompts in self._prompt_groups([jobs[i] for i in members]):
                 sizes = [len(jobs[members[i]].audio) for i in indices]
-                for part in split_rows(sizes, self.decoders, lead=0):
+                for part in split_rows(sizes, self.decoders):
                     tasks.append((frames, [members[indices[k]] for k in part], [prompts[k] for k in part]))
         # the decoders take sub-batches in this order as they come free: the largest first (LPT), so that
         # a small one (a short chunk, a chunk without previous text) fills a gap instead of ending the step
         tasks.sort(key=lambda task: -sum(task[0] + len(jobs[i].audio) // HOP_SAMPLES for i in task[1]))
+        if on_result is not None and self.decoders > 1:
+            tasks = _first_job_first(tasks)
 
-        def decode(task: tuple[int, list[int], list[list[int]]]) -> list[Decoded]:
+        def decode(task: Task) -> list[Decoded]:
             frames, rows, prompts = task
             decoded = self._run_group([jobs[i] for i in rows], prompts, settings, frames)
             if on_result is not None:
@@ -383,3 +367,15 @@ class WhisperEngine:
         if self.model.device == "cpu":
             return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[rows]))
         return self.encode(np.ascontiguousarray(features[rows]))
+
+
+def _first_job_first(tasks: list[Task]) -> list[Task]:
+    """Sub-batches with job 0 taken out of its own into a one-row sub-batch that goes first; the rest of
+    its sub-batch goes right after the largest other one, so the decoder that took job 0 takes it next."""
+    k = next(k for k, (_, rows, _) in enumerate(tasks) if 0 in rows)
+    frames, rows, prompts = tasks.pop(k)
+    if len(rows) == 1:
+        return [(frames, rows, prompts), *tasks]
+    at = rows.index(0)
+    rest = (frames, rows[:at] + rows[at + 1 :], prompts[:at] + prompts[at + 1 :])
+    return [(frames, [0], [prompts[at]]), *tasks[:1], rest, *tasks[1:]]
