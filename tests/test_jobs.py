@@ -173,6 +173,15 @@ def test_cancel_a_queued_job_and_delete_finished_ones(http, long_audio):
         ({"files": upload(JFK), "data": {"task": "translate"}}, 400, "task", "invalid_parameter"),
         ({"files": upload(JFK), "data": {"bogus": "1"}}, 400, "bogus", None),
         ({"files": upload(JFK), "data": {"model": "no-such-model"}}, 400, "model", "model_not_found"),
+        ({"files": upload(JFK), "data": {"callback_url": "file:///etc/passwd"}}, 400, "callback_url", None),
+        ({"files": upload(JFK), "data": {"callback_url": "gopher://example.com/"}}, 400, "callback_url", None),
+        ({"files": upload(JFK), "data": {"callback_url": "http://127.0.0.1:9/hook"}}, 400, "callback_url", None),
+        ({"files": upload(JFK), "data": {"callback_url": "http://localhost/hook"}}, 400, "callback_url", None),
+        ({"files": upload(JFK), "data": {"callback_url": "http://10.0.0.7/hook"}}, 400, "callback_url", None),
+        ({"files": upload(JFK), "data": {"callback_url": "http://169.254.169.254/latest"}}, 400, "callback_url",
+         None),
+        ({"files": upload(JFK), "data": {"callback_url": "http://[::ffff:192.168.0.1]/"}}, 400, "callback_url",
+         None),
     ],
 )
 def test_bad_submissions_are_4xx_naming_the_problem(http, request_args, status, param, code):

@@ -17,7 +17,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, AudioSource, decode_audio
 from .errors import OptionsError
-from .models import resolve_model
+from .models import ModelInfo, resolve_model
 from .options import DEFAULT_TEMPERATURES, MODES, TASKS, TranscribeOptions
 from .transcript import Segment, Transcript
 
@@ -95,7 +95,7 @@ class Transcriber:
 
     def __init__(
         self,
-        model: str | None = None,
+        model: str | ModelInfo | None = None,
         device: str = "auto",
         compute_type: str = "auto",
         cpu_threads: int | None = None,
@@ -109,7 +109,7 @@ class Transcriber:
         if compute_type not in COMPUTE_TYPES:
             raise OptionsError(f"compute_type must be one of {', '.join(COMPUTE_TYPES)}, not {compute_type!r}",
                                "compute_type")
-        self.info = resolve_model(model)
+        self.info = model if isinstance(model, ModelInfo) else resolve_model(model)
         self.device = device
         compute_type = default_compute_type(device) if compute_type == "auto" else compute_type
         worker_threads, decoders = cpu_layout(cpu_threads or default_cpu_threads(), device)

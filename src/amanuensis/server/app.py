@@ -26,6 +26,7 @@ from .realtime import router as realtime_router
 from .routes_audio import TRANSCRIPTION_ROUTES
 from .routes_audio import router as audio_router
 from .routes_info import private, public
+from .routes_models import router as models_router
 from .service import TranscriptionService
 from .settings import ServerSettings
 from .upload import UPLOAD_PREFIX
@@ -125,6 +126,9 @@ def create_app(settings: ServerSettings | None = None, service: TranscriptionSer
             yield
         finally:
             await stop_jobs(app)
+            downloads = getattr(app.state, "downloads", None)
+            if downloads is not None:
+                await downloads.stop()
             await asyncio.to_thread(realtime.shutdown)
             await service.stop()
             log.info("stopped")
@@ -142,6 +146,7 @@ def create_app(settings: ServerSettings | None = None, service: TranscriptionSer
     install_error_handlers(app)
     app.include_router(public)
     app.include_router(private)
+    app.include_router(models_router)
     app.include_router(audio_router)
     app.include_router(realtime_router)
     install_jobs(app)

@@ -22,6 +22,8 @@ from fastapi.staticfiles import StaticFiles
 from ..errors import OptionsError
 from ..formats import check_format, media_type, render
 from ..jobs import DONE, STATUSES, DataDirBusy, JobManager, JobRecord, JobStore, default_data_dir, job_transcript
+from ..jobs.callbacks import CallbackSender, check_callback_url, load_secret
+from ..jobs.manager import callback_body
 from ..options import JOBS, TranscribeOptions
 from ..pipeline import ProgressCallback, SegmentCallback
 from ..transcript import Transcript
@@ -82,8 +84,16 @@ async def start_jobs(app: FastAPI) -> JobManager | None:
         log.error("jobs disabled: %s", exc)
         app.state.jobs_unavailable = f"jobs are disabled on this server: {exc}"
         return None
+    try:
+        secret = await asyncio.to_thread(load_secret, settings.callback_secret, data_dir)
+    except OSError as exc:
+        store.close()
+        log.error("jobs disabled: the callback secret cannot be read or written: %s", exc)
+        app.state.jobs_unavailable = f"jobs are disabled on this server: callback secret: {exc}"
+        return None
+    callbacks = CallbackSender(store, secret, callback_body, allow_private=settings.allow_private_callbacks)
     manager = JobManager(store, ServiceRunner(app.state.service), workers=settings.workers,
-                         retention_s=settings.job_retention_hours * 3600.0)
+                         retention_s=settings.job_retention_hours * 3600.0, callbacks=callbacks)
     await manager.start()
     app.state.jobs = manager
     _release_streams_on_exit_signal(manager)
@@ -139,18 +149,24 @@ def _job(manager: JobManager, job_id: str) -> JobRecord:
 # -- routes ------------------------------------------------------------------------------------------
 
 
-@router.post("", status_code=202, openapi_extra=form_doc(JOBS),
+@router.post("", status_code=202, openapi_extra=form_doc(JOBS, {"callback_url": {
+    "type": "string", "description": "http(s) URL POSTed the finished job, signed (X-Amanuensis-Signature)"}}),
              summary="Submit a transcription job (multipart, same fields as /transcribe)")
 async def submit_job(request: Request) -> JSONResponse:
-    """Multipart: file, model, response_format and the options amanuensis.options declares for this door
-    (the same as /transcribe). Answers 202 with the job at once; the work happens in the background."""
+    """Multipart: file, model, response_format, callback_url (POSTed the job when it ends, signed) and the
+    options amanuensis.options declares for this door (the same as /transcribe). Answers 202 with the job
+    at once; the work happens in the background."""
     manager = _manager(request)
     accepted = await accept_upload(request, JOBS, spool_dir=manager.store.upload_dir)
     try:
         params = accepted.params
+        callback_url = params.callback_url
+        if callback_url is not None:
+            allow_private = request.app.state.settings.allow_private_callbacks
+            callback_url = await asyncio.to_thread(check_callback_url, callback_url, allow_private)
         job = await manager.submit(accepted.upload.path, filename=accepted.upload.filename,
                                    model=params.model or accepted.model.name, response_format=params.response_format,
-                                   options=params.options, client=client_key(request))
+                                   options=params.options, client=client_key(request), callback_url=callback_url)
     except BaseException:
         accepted.upload.cleanup()
         raise

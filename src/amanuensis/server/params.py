@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import OptionsError
 from ..formats import FORMATS, check_format
-from ..options import OPENAI, TranscribeOptions, exposed, parse_bool
+from ..options import JOBS, OPENAI, TranscribeOptions, exposed, parse_bool
 
 OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 """OpenAI's response formats (tsv is ours: /transcribe and /v1/jobs only)."""
@@ -53,6 +53,8 @@ class Params:
     options: TranscribeOptions
     stream: bool = False
     granularities: tuple[str, ...] = ()
+    callback_url: str | None = None
+    """Jobs only: where the finished job is POSTed (checked by amanuensis.jobs.callbacks)."""
 
 
 def option_values(form: Form, door: str) -> dict[str, Any]:
@@ -77,8 +79,9 @@ def parse_params(door: str, form: Form, task: str | None = None) -> Params:
     if door == OPENAI:
         stream, granularities = _openai_answer(form, fmt)
         values["word_timestamps"] = "word" in granularities
+    callback_url = form.text("callback_url") if door == JOBS else None
     form.refuse_unknown()
-    return Params(model, fmt, TranscribeOptions.from_door(door, values), stream, granularities)
+    return Params(model, fmt, TranscribeOptions.from_door(door, values), stream, granularities, callback_url)
 
 
 def _openai_answer(form: Form, fmt: str) -> tuple[bool, tuple[str, ...]]:
