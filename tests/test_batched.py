@@ -56,7 +56,7 @@ def recording(references) -> tuple[np.ndarray, str]:
 
 @pytest.fixture(scope="module")
 def batched(transcriber) -> BatchedTranscriber:
-    return BatchedTranscriber(transcriber, batch_size=4)
+    return BatchedTranscriber(transcriber.recognizer, batch_size=4)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def one_decoder(monkeypatch):
 
 
 def test_fallback_redecodes_only_the_failing_chunks(transcriber, monkeypatch, one_decoder):
-    batched = BatchedTranscriber(transcriber, batch_size=4)
+    batched = BatchedTranscriber(transcriber.recognizer, batch_size=4)
     engine = batched.engine
     clip = decode_audio(DATA / "whisper" / "jfk.flac")
     # strict enough that speech fails it; Whisper's rule: unlikely text is sampled again
@@ -201,7 +201,7 @@ def test_fallback_redecodes_only_the_failing_chunks(transcriber, monkeypatch, on
 
 
 def test_by_default_only_loops_are_sampled_again_not_merely_unlikely_text(transcriber, monkeypatch):
-    engine = BatchedTranscriber(transcriber).engine
+    engine = BatchedTranscriber(transcriber.recognizer).engine
     clip = decode_audio(DATA / "whisper" / "jfk.flac")
     tokenizer = engine.tokenizer()
     temperatures: list[float] = []
@@ -299,10 +299,10 @@ def test_scheduler_keeps_different_settings_apart_and_reports_errors():
 def test_concurrent_transcriptions_share_engine_batches(transcriber, recording):
     samples, _ = recording
     short = samples[: 20 * SAMPLE_RATE]
-    alone = BatchedTranscriber(transcriber, batch_size=4)
+    alone = BatchedTranscriber(transcriber.recognizer, batch_size=4)
     expected = "".join(s.text for s in alone.transcribe(short, TranscribeOptions(beam_size=1))[0])
     with BatchScheduler(alone.engine.run, max_batch=8, wait_s=0.2) as scheduler:
-        shared = BatchedTranscriber(transcriber, batch_size=4, run_batch=scheduler.run)
+        shared = BatchedTranscriber(transcriber.recognizer, batch_size=4, run_batch=scheduler.run)
         barrier = threading.Barrier(3)
         texts: list[str] = []
 
@@ -335,7 +335,7 @@ class _ConstantVad:
 def _scripted(transcriber, outputs, vad):
     """A BatchedTranscriber whose engine answers each job with the next scripted (start, text, end)
     list; returns it and the list of (first sample value, samples) of every job it was given."""
-    batched = BatchedTranscriber(transcriber, batch_size=1, vad=vad)
+    batched = BatchedTranscriber(transcriber.recognizer, batch_size=1, vad=vad)
     tokenizer = batched.engine.tokenizer()
     seen: list[tuple[float, int]] = []
 
@@ -428,7 +428,7 @@ def test_the_same_words_in_the_same_time_three_times_in_a_row_are_a_loop_from_th
     time (' Thank you.' in six segments of exactly 1 s on a 7 s clip): too short for the compression
     test, so the segments are compared. The first is kept; the rest fails like a loop and is cut.
     A speaker who says one phrase again and again takes a different time for each: not a loop."""
-    tokenizer = BatchedTranscriber(transcriber).engine.tokenizer()
+    tokenizer = BatchedTranscriber(transcriber.recognizer).engine.tokenizer()
 
     def tokens(pieces):
         out = []
@@ -473,7 +473,7 @@ def test_short_chunks_get_short_encoder_windows_with_silence_after_them(seconds,
 
 
 def test_engine_encodes_each_window_apart_largest_first_and_features_are_the_30_s_ones_cut(transcriber, one_decoder):
-    engine = BatchedTranscriber(transcriber).engine
+    engine = BatchedTranscriber(transcriber.recognizer).engine
     clip = decode_audio(DATA / "whisper" / "jfk.flac")  # 11 s: a 20 s window
     short = clip[: 3 * SAMPLE_RATE]  # a 10 s window
     full = engine.features([clip])
@@ -499,27 +499,27 @@ def test_engine_encodes_each_window_apart_largest_first_and_features_are_the_30_
 
 @pytest.mark.parametrize("frames", [1000, 2000, 3000])
 def test_a_batch_of_chunks_gets_its_features_in_one_front_end_call_equal_to_one_call_each(transcriber, frames):
-    engine = BatchedTranscriber(transcriber).engine
-    adapter = transcriber.whisper.feature_extractor
+    engine = BatchedTranscriber(transcriber.recognizer).engine
+    frontend = transcriber.recognizer.frontend
     clip = decode_audio(DATA / "whisper" / "jfk.flac")
     chunks = [clip[: 4 * SAMPLE_RATE], clip, clip[3 * SAMPLE_RATE :], np.zeros(0, dtype=np.float32)]
     calls = []
-    original = adapter.frontend.compute_batch
+    original = frontend.compute_batch
 
     def counted(rows, n_mels=80):
         calls.append(len(rows))
         return original(rows, n_mels)
 
-    adapter.frontend.compute_batch = counted
+    frontend.compute_batch = counted
     try:
         batched = engine.features(chunks, frames)
     finally:
-        del adapter.frontend.compute_batch
+        del frontend.compute_batch
     assert calls == [len(chunks)] and batched.shape == (len(chunks), 80, frames)
     for chunk, features in zip(chunks, batched, strict=True):  # the per-chunk path it replaces
-        padded = np.zeros(frames * 160, dtype=np.float32)
-        padded[: min(len(chunk), len(padded))] = chunk[: len(padded)]
-        np.testing.assert_array_equal(features, adapter(padded)[:, :frames])
+        padded = np.zeros(frames * 160 + 160, dtype=np.float32)  # Whisper's 160 samples of padding
+        padded[: min(len(chunk), frames * 160)] = chunk[: frames * 160]
+        np.testing.assert_array_equal(features, frontend.compute(padded)[:, :frames])
 
 
 @pytest.mark.parametrize("rate", [0.5, 1.0])
@@ -527,7 +527,7 @@ def test_a_decode_stops_at_the_token_cap_for_its_audio_length(transcriber, rate)
     """The cap on new tokens (a loop's guard) is what CTranslate2 applies: a decode of real speech
     stops at 32 + rate × seconds tokens, with and without previous text in the prompt; a greedy
     decode is the uncapped one cut short, and the default cap leaves ordinary speech untouched."""
-    engine = BatchedTranscriber(transcriber).engine
+    engine = BatchedTranscriber(transcriber.recognizer).engine
     clip = np.concatenate([decode_audio(DATA / "TTS" / f"LJ001-000{k}.wav") for k in (1, 2, 3)])[: 25 * SAMPLE_RATE]
     tokenizer = engine.tokenizer()
     previous = tokenizer.encode(" It was the best of times, it was the worst of times, it was the age of wisdom.")
@@ -565,7 +565,7 @@ def test_a_decode_that_reaches_its_stage_without_ending_or_looping_is_decoded_ag
         transcriber, monkeypatch):
     """Staged decoding changes no text: speech that outlasts the first stage is decoded again in full,
     with the very tokens of a decode that was never staged."""
-    engine = BatchedTranscriber(transcriber).engine
+    engine = BatchedTranscriber(transcriber.recognizer).engine
     clip = np.concatenate([decode_audio(DATA / "TTS" / f"LJ001-000{k}.wav") for k in (1, 2, 3)])[: 25 * SAMPLE_RATE]
     prompt = engine.prompt(engine.tokenizer(), [])
     settings = DecodeSettings(max_tokens_per_second=1.0)  # a cap of 57 tokens, under this clip's ~70
@@ -582,7 +582,7 @@ def test_a_loop_is_given_up_at_its_stage_in_the_first_decode_and_in_every_retry(
     """A try that loops by its stage is not decoded on to the cap: the first decode stops at 3/4 of
     it, the retry without previous text and the sampled try at half (a sampled try that loops like the
     try before it ends the fallback)."""
-    engine = BatchedTranscriber(transcriber).engine
+    engine = BatchedTranscriber(transcriber.recognizer).engine
     clip = np.concatenate([decode_audio(DATA / "TTS" / f"LJ001-000{k}.wav") for k in (1, 2, 3)])[: 25 * SAMPLE_RATE]
     tokenizer = engine.tokenizer()
     prompt = engine.prompt(tokenizer, tokenizer.encode(" It was the best of times, it was the worst of times."))
@@ -606,7 +606,7 @@ def test_split_rows_deals_a_batch_into_balanced_sub_batches_in_batch_order():
 
 
 def test_engine_decodes_sub_batches_at_once_on_its_workers_with_the_same_results(transcriber, monkeypatch):
-    engine = BatchedTranscriber(transcriber).engine
+    engine = BatchedTranscriber(transcriber.recognizer).engine
     if engine.decoders < 2:
         pytest.skip("one CPU core: one decoder")
     clips = [decode_audio(DATA / c) for c in CLIPS[:4]]
@@ -623,7 +623,7 @@ def test_engine_decodes_sub_batches_at_once_on_its_workers_with_the_same_results
 
     monkeypatch.setattr(engine, "_run_group", spy)
     split = engine.run(jobs)
-    assert transcriber.whisper.model.num_workers == engine.decoders
+    assert transcriber.recognizer.model.num_workers == engine.decoders
     assert sorted(size for _, size, _, _ in calls) == [2, 2]
     (a, _, a0, a1), (b, _, b0, b1) = calls
     assert a != b and a0 < b1 and b0 < a1, "the two sub-batches ran at the same time, on two threads"
@@ -651,7 +651,7 @@ def test_cpu_layout_runs_one_thread_decoders_on_a_cpu_and_one_worker_on_a_gpu(mo
 
 
 def test_a_failing_sub_batch_is_raised_only_once_every_sub_batch_is_done(transcriber, monkeypatch):
-    engine = BatchedTranscriber(transcriber).engine
+    engine = BatchedTranscriber(transcriber.recognizer).engine
     if engine.decoders < 2:
         pytest.skip("one CPU core: one decoder")
     tokenizer = engine.tokenizer()

@@ -139,9 +139,9 @@ def test_peer_rows_use_a_fresh_unmodified_faster_whisper_model(transcriber):
     from faster_whisper.feature_extractor import FeatureExtractor
 
     peer = e2e.peer_model(transcriber, threads=1)
-    assert peer is not transcriber.whisper
+    assert peer.model is not transcriber.recognizer.model
     assert type(peer.feature_extractor) is FeatureExtractor
-    assert type(transcriber.whisper.feature_extractor) is not FeatureExtractor
+    assert not isinstance(transcriber.recognizer.frontend, FeatureExtractor)
 
 
 @pytest.mark.slow

@@ -78,21 +78,21 @@ def test_adapter_on_a_batch_of_rows(chain):
 
 @pytest.mark.slow
 def test_transcriber_uses_the_chain_and_matches_the_reference_backend(transcriber, references):
-    adapter = transcriber.whisper.feature_extractor
-    assert isinstance(adapter, FeatureExtractorAdapter)
-    served_before = sum(b["calls"] for b in adapter.frontend.status()["backends"])
+    chain = transcriber.recognizer.frontend
+    assert isinstance(chain, FrontendChain) and transcriber.frontend is chain
+    served_before = sum(b["calls"] for b in chain.status()["backends"])
     whole_window = TranscribeOptions(decoding=DecodeSettings(window_margin_s=None))
 
     def texts(options: TranscribeOptions | None = None) -> list[str]:
         return [transcriber.transcribe(DATA / clip, options).text for clip in SHORT_CLIPS]
 
     ours, ours_whole = texts(), texts(whole_window)
-    assert sum(b["calls"] for b in adapter.frontend.status()["backends"]) > served_before
+    assert sum(b["calls"] for b in chain.status()["backends"]) > served_before
     try:
-        transcriber._install_frontend(FrontendChain(["reference"]))
+        transcriber.recognizer.use_frontend(FrontendChain(["reference"]))
         reference, reference_whole = texts(), texts(whole_window)
     finally:
-        transcriber.whisper.feature_extractor = adapter
+        transcriber.recognizer.use_frontend(chain)
     assert ours_whole == reference_whole  # Whisper's 30 s window: the very same tokens
     # In the default 10 s windows two of these clips sit on near ties ("In 1813," / "in 1813.";
     # "Montreal Force" / "Montreal Forest Lineer" for "Montreal forced aligner") that the 1e-7
@@ -105,12 +105,12 @@ def test_transcriber_uses_the_chain_and_matches_the_reference_backend(transcribe
 @pytest.mark.slow
 def test_numpy_fallback_transcripts_match_the_reference_backend(transcriber):
     """The path used when the C kernel is not built gives the same transcripts too."""
-    adapter = transcriber.whisper.feature_extractor
+    chain = transcriber.recognizer.frontend
     try:
-        transcriber._install_frontend(FrontendChain([CpuBackend(use_kernel=False)]))
+        transcriber.recognizer.use_frontend(FrontendChain([CpuBackend(use_kernel=False)]))
         fallback = [transcriber.transcribe(DATA / clip).text for clip in SHORT_CLIPS]
-        transcriber._install_frontend(FrontendChain(["reference"]))
+        transcriber.recognizer.use_frontend(FrontendChain(["reference"]))
         reference = [transcriber.transcribe(DATA / clip).text for clip in SHORT_CLIPS]
     finally:
-        transcriber.whisper.feature_extractor = adapter
+        transcriber.recognizer.use_frontend(chain)
     assert fallback == reference

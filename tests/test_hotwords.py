@@ -25,7 +25,7 @@ def test_without_hotwords_the_prompt_is_unchanged(engine):
     previous = list(range(1000, 1300))
     assert engine.prompt(tokenizer, previous) == [tokenizer.sot_prev, *previous[-MAX_PROMPT_TOKENS:],
                                                   *tokenizer.sot_sequence]
-    assert engine.prompt(tokenizer, [], True, hotwords="  ") == [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+    assert engine.prompt(tokenizer, [], hotwords="  ") == [*tokenizer.sot_sequence]
 
 
 def test_hotwords_lead_every_prompt_and_previous_text_fills_the_room_left(engine):

@@ -56,6 +56,12 @@ class _Pool:
     def get(self, info: _Info, slot: int, live: bool) -> object:
         return get_transcriber()
 
+    def hold(self, owner: str, info: _Info, slot: int) -> object:
+        return self.get(info, slot, live=True)
+
+    def release(self, owner: str) -> None:
+        pass
+
 
 def test_a_live_turn_is_decoded_without_running_the_vad_again(monkeypatch):
     """JFK at 10x real time with server VAD: deltas while it plays and the turn's `.completed`, and

@@ -171,7 +171,7 @@ OPTIONS: tuple[Option, ...] = (
            f"(unset: {_VAD.threshold}); lower keeps quieter speech, higher drops more noise",
            minimum=0.01, maximum=0.99),
     Option("vad_min_silence_ms", "int", None, "a pause this long (ms) ends a stretch of speech "
-           f"(unset: {_VAD.min_silence_ms}; sequential mode: faster-whisper's 2000)", minimum=0, maximum=10_000),
+           f"(unset: {_VAD.min_silence_ms})", minimum=0, maximum=10_000),
     Option("vad_speech_pad_ms", "int", None, f"audio kept (ms) each side of speech (unset: {_VAD.speech_pad_ms})",
            minimum=0, maximum=2_000),
     Option("word_timestamps", "bool", True, "time every word (OpenAI routes: timestamp_granularities[]=word, "
@@ -199,8 +199,9 @@ OPTIONS: tuple[Option, ...] = (
            "on screen for, where the next cue leaves time", minimum=1, maximum=100),
     Option("highlight_words", "bool", _STYLE.highlight_words, "srt/vtt: one entry per word said, that word "
            "underlined (karaoke; needs word_timestamps)"),
-    Option("mode", "choice", "batched", "batched (VAD chunks decoded in lanes) or sequential (window by "
-           "window; used for streamed answers)", choices=MODES, doors=()),
+    Option("mode", "choice", "batched", "batched (speech dealt into lanes decoded side by side) or "
+           "sequential (one lane: each chunk prompted with the text of the one before; library only)",
+           choices=MODES, doors=()),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
 SUBTITLE_FIELDS = tuple(f.name for f in dataclasses.fields(SubtitleStyle))

@@ -1,10 +1,12 @@
-"""The batched pipeline: VAD -> ≤30 s chunks -> batched decoding in lanes -> segments in original time.
+"""The lanes: VAD -> ≤30 s chunks -> batched decoding in lanes -> segments in original time, in order.
 
-Accuracy comes from keeping what sequential decoding keeps. The speech of a window is dealt into
-`batch_size` lanes of consecutive speech; each batch step decodes the next chunk of every lane,
-prompted with the previous text of its own lane. Like Whisper's seek, a lane goes on from the last
-timestamp the model closed when it left speech undecoded at the end of a chunk (a sentence cut at a
-pause) or fell into a loop, so nothing is skipped. Failing chunks fall back to higher temperatures.
+The speech of a window is dealt into `batch_size` lanes of consecutive speech (one lane in
+sequential mode); each batch step decodes the next chunk of every lane, prompted with the previous
+text of its own lane. Like Whisper's seek, a lane goes on from the last timestamp the model closed
+when it left speech undecoded at the end of a chunk (a sentence cut at a pause) or fell into a loop,
+so nothing is skipped. Segments are published as soon as every lane before theirs is done, so a
+caller streaming them sees them in order while the later lanes are still decoding. Multilingual
+input is decoded run by run, each run of one language with that language fixed (`asr.languages`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -25,12 +28,15 @@ from .chunking import (
     next_chunk,
     pause_scores,
     plan_lanes,
-    split_lanes,
+    speech_between,
     split_long_regions,
+    split_windows,
 )
 from .decoding import Decoded, DecodeSettings, looping_segment
 from .engine import ChunkJob, WhisperEngine
+from .languages import LanguageRun, language_runs
 from .nonspeech import made_up
+from .recognizer import Recognizer
 from .segments import _is_loop, is_skip, split_by_timestamps, take_words
 from .speech_time import speech_seconds, trim_span
 from .vad import FRAME_SAMPLES, SileroVad, VadOptions, default_vad, detect_speech, regions_from_probs
@@ -41,6 +47,7 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[float, float], None]
 SegmentCallback = Callable[[Segment], None]
 RunBatch = Callable[[list[ChunkJob]], list[Decoded]]
+SubmitBatch = Callable[[list[ChunkJob]], list[Future]]
 PROMPT_RESET_TEMPERATURE = 0.5
 TAIL_SPEECH_SECONDS = 0.32
 """Speech (by VAD) this long in an untranscribed chunk tail means the model left a word out."""
@@ -72,18 +79,17 @@ class _Context:
     tokenizer: object
     settings: DecodeSettings
     condition: bool
-    per_language: bool
     language: str
     initial: list[int] = field(default_factory=list)
     chunks: int = 0
 
 
 class BatchedTranscriber:
-    """Batched decoding on a Transcriber's model and front end."""
+    """Batched decoding in lanes on a Recognizer's model and front end, with one VAD."""
 
     def __init__(
         self,
-        transcriber: object,
+        recognizer: Recognizer,
         batch_size: int = 8,
         lane_steps: int = 8,
         vad_options: VadOptions | None = None,
@@ -91,24 +97,22 @@ class BatchedTranscriber:
         run_batch: RunBatch | None = None,
         tail_seconds: float = 1.5,
         min_advance_seconds: float = 5.0,
-        balanced_lanes: bool = False,
-        shared_window: bool = False,
     ) -> None:
-        """`balanced_lanes`: deal a window's speech into lanes of equal length (instead of whole chunks
-        of 27 s each); `shared_window`: encode every chunk of a batch step in the widest window among them
-        (one generate call per step instead of one per window size)."""
-        self.transcriber = transcriber
-        self.engine = WhisperEngine(transcriber.whisper)
+        """`run_batch`: decode each batch step with this instead of the engine (its results come back
+        together, at the end of the step)."""
+        self.recognizer = recognizer
+        self.engine = WhisperEngine(recognizer)
         self.batch_size = batch_size
         self.lane_steps = lane_steps
         self.vad_options = vad_options or VadOptions()
         self._vad = vad
-        self.run_batch: RunBatch = run_batch or self.engine.run
+        self.run_batch: RunBatch | None = run_batch
+        self.submit_batch: SubmitBatch = self.engine.submit
+        """Starts a batch step; each future resolves as its chunk is decoded (`BatchScheduler.start` to
+        share batches with concurrent callers)."""
         self.tail_seconds = tail_seconds
         self.min_advance_seconds = min_advance_seconds
         self.profile = Profile()
-        self.shared_window = shared_window
-        self.balanced_lanes = balanced_lanes
 
     def settings(self, options: object) -> DecodeSettings:
         """The typed DecodeSettings of a TranscribeOptions, seeking past loops as this transcriber does."""
@@ -141,6 +145,9 @@ class BatchedTranscriber:
         speech_scores: np.ndarray | None = None,
     ) -> tuple[list[Segment], str, float]:
         """Decode `samples` (16 kHz mono float32); returns (segments, language, language probability).
+
+        `options.mode` "sequential" decodes the speech as one lane, each chunk prompted with the text
+        of the chunk before it; "batched" deals it into `batch_size` lanes decoded side by side.
         `speech_scores`: the frames' speech scores when the caller has them (see `plan`)."""
         started = time.perf_counter()
         before = dict(self.engine.stats.seconds)
@@ -150,62 +157,65 @@ class BatchedTranscriber:
                                            replace(self.vad_options, **options.vad_settings()))
         vad_s = time.perf_counter() - started
         settings = self.settings(options)
-        language, probability = self._language(samples, regions, options)
-        context = _Context(
-            samples=samples,
-            probs=probs,
-            silero=silero,
-            pauses=pause_scores(probs, silero),
-            tokenizer=self.engine.tokenizer(options.task, language),
-            settings=settings,
-            condition=options.condition_on_previous_text,
-            per_language=bool(options.multilingual and self.engine.multilingual and options.language is None),
-            language=language,
-        )
-        if options.initial_prompt:
-            context.initial = context.tokenizer.encode(" " + options.initial_prompt.strip())
+        runs = self._language_runs(samples, regions, options)
+        pauses = pause_scores(probs, silero)
+        lanes = 1 if options.mode == "sequential" else self.batch_size
+        window_speech = lanes * self.lane_steps * CHUNK_SAMPLES if lanes > 1 else len(samples) + 1
         total = sum(e - s for s, e in regions)
-        done = 0
+        done, chunks = 0, 0
         decoded: list[int] = []  # chunks of this step, reported once the step's segments are out
         segments: list[Segment] = []
-        for window in split_windows(regions, self.batch_size * self.lane_steps * CHUNK_SAMPLES):
-            for produced, consumed in self._decode_window(context, window):
-                if produced is None:
-                    decoded.append(consumed)
-                    continue
-                for segment in produced:
-                    self._append(segments, segment, duration, on_segment)
-                for consumed_here in decoded:  # one progress report per decoded chunk
-                    done += consumed_here
-                    if progress:
-                        progress(duration * min(done, total) / total, duration)
-                decoded.clear()
+        for run in runs:
+            tokenizer = self.engine.tokenizer(options.task, run.language)
+            context = _Context(samples=samples, probs=probs, silero=silero, pauses=pauses, tokenizer=tokenizer,
+                               settings=settings, condition=options.condition_on_previous_text,
+                               language=run.language)
+            if options.initial_prompt:
+                context.initial = context.tokenizer.encode(" " + options.initial_prompt.strip())
+            for window in split_windows(run.regions, window_speech):
+                for produced, consumed in self._decode_window(context, window, lanes):
+                    if produced is None:
+                        decoded.append(consumed)
+                        continue
+                    for segment in produced:
+                        self._append(segments, segment, duration, on_segment)
+                    for consumed_here in decoded:  # one progress report per decoded chunk
+                        done += consumed_here
+                        if progress:
+                            progress(duration * min(done, total) / total, duration)
+                    decoded.clear()
+            chunks += context.chunks
         if progress:
             progress(duration, duration)
         stats = {k: v - before.get(k, 0.0) for k, v in self.engine.stats.seconds.items()}
         counts = {k: v - counted.get(k, 0) for k, v in self.engine.stats.counts.items()}
         self.profile = Profile({"vad+chunking": vad_s, **stats, "total": time.perf_counter() - started},
-                               context.chunks, total / SAMPLE_RATE, counts)
-        return segments, language, probability
+                               chunks, total / SAMPLE_RATE, counts)
+        return segments, runs[0].language, runs[0].probability
 
-    def _language(self, samples: np.ndarray, regions: list[tuple[int, int]], options: object) -> tuple[str, float]:
+    def _language_runs(self, samples: np.ndarray, regions: list[tuple[int, int]], options: object
+                       ) -> list[LanguageRun]:
+        """The regions in runs of one language: one run in the asked language, else in the language of the
+        first chunk, or with `multilingual` (on a multilingual model) one run per stretch of one language."""
         if options.language or not self.engine.multilingual:
-            return options.language or "en", 1.0
+            return [LanguageRun(options.language or "en", 1.0, regions)]
+        if options.multilingual:
+            runs = language_runs(samples, regions, self.engine.language_of)
+            if runs:
+                return runs
         chunk = next_chunk(regions, regions[0][0]) if regions else None
         if chunk is None:
-            return "en", 0.0
-        return self.engine.language_of(chunk.audio(samples))
+            return [LanguageRun("en", 0.0, regions)]
+        return [LanguageRun(*self.engine.language_of(chunk.audio(samples)), regions)]
 
     def _decode_window(
-        self, ctx: _Context, regions: list[tuple[int, int]]
+        self, ctx: _Context, regions: list[tuple[int, int]], lane_count: int
     ) -> Iterator[tuple[list[Segment] | None, int]]:
-        """Decode one window in lanes; yield (None, speech samples done) after each chunk and
-        (segments now ready to publish in order, 0) after each batch step."""
-        if self.balanced_lanes:
-            needed = -(-sum(e - s for s, e in regions) // (27 * SAMPLE_RATE))
-            lanes = split_lanes(regions, max(1, min(self.batch_size, needed)))
-        else:
-            lanes = plan_lanes(regions, self.batch_size)
+        """Decode one window in at most `lane_count` lanes; yield (None, speech samples done) after each
+        chunk and (segments now ready to publish in order, 0) after each chunk's lane is dealt with: the
+        lanes' results are taken in lane order as each is decoded, so the first lane's segments go out
+        while the step's other chunks are still being decoded."""
+        lanes = plan_lanes(regions, lane_count)
         positions: list[int | None] = [lane[0][0] for lane in lanes]
         history = [list(ctx.initial) for _ in lanes]
         pending: list[list[Segment]] = [[] for _ in lanes]
@@ -226,41 +236,45 @@ class BatchedTranscriber:
                 break
             jobs = [ChunkJob(chunk.audio(ctx.samples),
                              self.engine.prompt(ctx.tokenizer, history[i] if ctx.condition else ctx.initial,
-                                                ctx.settings.without_timestamps, ctx.settings.hotwords),
-                             ctx.settings, detect_language=ctx.per_language)
+                                                ctx.settings.hotwords),
+                             ctx.settings)
                     for i, chunk in zip(active, chunks, strict=True)]
-            if self.shared_window and jobs:
-                widest = max(job.frames for job in jobs)
-                for job in jobs:
-                    job.window = widest
-            results = self.run_batch(jobs)
+            futures = self._submit(jobs)
             ctx.chunks += len(jobs)
-            for i, chunk, decoded in zip(active, chunks, results, strict=True):
+            for i, chunk, future in zip(active, chunks, futures, strict=True):
+                decoded = future.result()
                 produced, covered, kept, retry = self._segments(chunk, decoded, ctx, retry_skips=not limits[i])
                 limits[i] = retry
-                if retry:  # the model skipped speech at the start: decode a shorter chunk from here again
-                    continue
-                end = chunk.pieces[-1][1] if covered >= chunk.duration else round(
-                    chunk.to_original(covered, is_end=True) * SAMPLE_RATE)
-                consumed = _speech_between(lanes[i], positions[i], end)
-                positions[i] = end
-                pending[i].extend(produced)
-                if decoded.temperature > PROMPT_RESET_TEMPERATURE or not produced or not kept:
-                    history[i] = []
-                else:
-                    history[i].extend(kept)
-                yield None, consumed
-            ready: list[Segment] = []
-            while published < len(lanes):
-                ready.extend(pending[published])
-                pending[published] = []
-                if positions[published] is not None and next_chunk(lanes[published], positions[published]):
-                    break
-                published += 1
-            yield ready, 0
+                if not retry:  # else the model skipped speech at the start: a shorter chunk from here again
+                    end = chunk.pieces[-1][1] if covered >= chunk.duration else round(
+                        chunk.to_original(covered, is_end=True) * SAMPLE_RATE)
+                    consumed = speech_between(lanes[i], positions[i], end)
+                    positions[i] = end
+                    pending[i].extend(produced)
+                    if decoded.temperature > PROMPT_RESET_TEMPERATURE or not produced or not kept:
+                        history[i] = []
+                    else:
+                        history[i].extend(kept)
+                    yield None, consumed
+                ready: list[Segment] = []
+                while published < len(lanes):  # lanes after i keep this step's chunk: they stop it
+                    ready.extend(pending[published])
+                    pending[published] = []
+                    if positions[published] is not None and next_chunk(lanes[published], positions[published]):
+                        break
+                    published += 1
+                yield ready, 0
         rest = [s for lane in pending[published:] for s in lane]
         if rest:
             yield rest, 0
+
+    def _submit(self, jobs: list[ChunkJob]) -> list[Future]:
+        if self.run_batch is None:
+            return self.submit_batch(jobs)
+        futures: list[Future] = [Future() for _ in jobs]
+        for future, result in zip(futures, self.run_batch(jobs), strict=True):
+            future.set_result(result)
+        return futures
 
     @staticmethod
     def _is_silence(decoded: Decoded, settings: DecodeSettings) -> bool:
@@ -338,7 +352,7 @@ class BatchedTranscriber:
             compression_ratio=decoded.compression_ratio,
             temperature=decoded.temperature,
             tokens=list(tokens),
-            language=decoded.language[0] if decoded.language else ctx.language,
+            language=ctx.language,
         )
         if words is not None:
             segment.words = [Word(w["word"], *place_word(ctx.silero, *chunk.span_to_original(w["start"], w["end"])),
@@ -363,19 +377,6 @@ class BatchedTranscriber:
         segments.append(segment)
         if on_segment:
             on_segment(segment)
-
-
-def split_windows(regions: list[tuple[int, int]], speech_samples: int) -> list[list[tuple[int, int]]]:
-    """Consecutive groups of regions holding about `speech_samples` of speech each."""
-    windows: list[list[tuple[int, int]]] = []
-    filled = speech_samples
-    for region in regions:
-        if filled >= speech_samples:
-            windows.append([])
-            filled = 0
-        windows[-1].append(region)
-        filled += region[1] - region[0]
-    return windows
 
 
 def _split_at_seams(chunk: Chunk, words: list[dict]) -> list[list[dict]]:
@@ -404,9 +405,3 @@ def _has_speech(probs: np.ndarray, chunk: Chunk, after: float, threshold: float 
         if run >= needed:
             return True
     return False
-
-
-def _speech_between(regions: list[tuple[int, int]], start: int | None, end: int) -> int:
-    if start is None:
-        return 0
-    return sum(max(0, min(e, end) - max(s, start)) for s, e in regions)

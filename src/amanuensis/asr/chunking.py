@@ -233,3 +233,23 @@ def split_lanes(
         out[-1].append(region)
         done += region[1] - region[0]
     return out
+
+
+def split_windows(regions: list[tuple[int, int]], speech_samples: int) -> list[list[tuple[int, int]]]:
+    """Consecutive groups of regions holding about `speech_samples` of speech each."""
+    windows: list[list[tuple[int, int]]] = []
+    filled = speech_samples
+    for region in regions:
+        if filled >= speech_samples:
+            windows.append([])
+            filled = 0
+        windows[-1].append(region)
+        filled += region[1] - region[0]
+    return windows
+
+
+def speech_between(regions: list[tuple[int, int]], start: int | None, end: int) -> int:
+    """Samples of speech in `regions` between `start` and `end` (0 for a lane that had ended)."""
+    if start is None:
+        return 0
+    return sum(max(0, min(e, end) - max(s, start)) for s, e in regions)

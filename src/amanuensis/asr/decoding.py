@@ -32,9 +32,9 @@ class DecodeSettings:
     max_repeating_chars_per_second: float | None = 25.0
     """A text that repeats a phrase (4 words or more, twice) and holds more characters per second of its
     audio than this is a repeat the model made up, not speech: it fails like a loop. Twice compresses
-    too little for the ratio test; on the dev sets real speech stayed under 24 characters a second,
-    and one such repeat (a 3.2 s chunk prompted with the sentence it held, decoded as that sentence
-    and again half of it) read 31. None: no such check."""
+    too little for the ratio test, and fluent speech stays under about 24 characters a second (a
+    short chunk prompted with the sentence it holds can come out as that sentence and half of it
+    again). None: no such check."""
     chunk_ratio_slack: float = 1.5
     """A packed chunk holds more speech than one of Whisper's windows, so legitimately repetitive
     speech compresses better: the whole chunk fails at threshold × slack, each segment at threshold."""
@@ -50,22 +50,20 @@ class DecodeSettings:
     window_margin_s: float | None = 5.0
     """Encode a chunk in the shortest window (10, 20 or 30 s) that leaves this much silence after it;
     None: always Whisper's 30 s window."""
-    without_timestamps: bool = False
     word_timestamps: bool = False
     hotwords: str | None = None
     """Names and terms every prompt leads with (WhisperEngine.prompt)."""
     max_tokens_per_second: float | None = 5.0
     """A chunk's decode stops after 32 + this many tokens per second of its audio (None: the model's
-    limit of 224). On the dev sets every decode of real speech stayed under 32 + 4/s (median 2.7
-    tokens/s with timestamps); what reaches the cap is a loop or sampled noise, which the repetition
+    limit of 224). Real speech with timestamps takes about 3 tokens a second and stays under 32 + 4/s;
+    what reaches the cap is a loop or sampled noise, which the repetition
     and log-probability checks then catch. Fast speech cut at the cap loses nothing: the lane goes on
     from the last timestamp, as after any chunk the model left unfinished."""
     sample_unlikely: bool = False
     """True: Whisper's rule, a chunk whose text is merely unlikely (average log-probability under the
     threshold) is sampled again at higher temperatures, like a loop. False (the default): only loops
     are sampled again; an unlikely chunk keeps its most likely beam result, with or without previous
-    text. On the dev sets sampling unlikely chunks made hard (non-native) speech worse: speechocean762
-    joined 33.26 % against 30.62 %, clip by clip 36.93 % against 36.34 %, the rest unchanged."""
+    text: sampling merely unlikely chunks makes hard (non-native) speech worse."""
     first_stage: float | None = 0.75
     """A chunk's first decode stops at this fraction of its token cap (`token_cap`); where it has
     neither ended nor fallen into a loop by then (speech faster than 32 + 3.75 tokens a second), it is
@@ -74,11 +72,6 @@ class DecodeSettings:
     retry_stage: float | None = 0.5
     """The same for a chunk decoded again after it failed (without previous text, then sampled): a
     loop that failed once most often loops again. None: to the whole cap at once."""
-    greedy_first_logprob: float | None = None
-    """With beam search: decode every chunk greedily first and keep the greedy result where the model
-    is sure of it (average log-probability at least this, and no fallback needed); only the other
-    chunks are decoded with the beam. None: the beam for every chunk."""
-
 
     def token_cap(self, seconds: float) -> int | None:
         """The most new tokens a decode of `seconds` of audio may produce (None: no cap)."""
@@ -97,7 +90,6 @@ class Decoded:
     compression_ratio: float
     temperature: float
     text: str = ""
-    language: tuple[str, float] | None = None
     words: list[dict] | None = None
     segment_ratio: float = 0.0
     """The highest compression ratio of one timestamped segment (a loop inside one segment)."""

@@ -2,7 +2,8 @@
 
 Callers `submit()` jobs and wait on futures; one worker thread takes the first pending job, waits up
 to `wait_s` for more (or until `max_batch` are pending), and runs every job with the same decoding
-settings as one engine batch.
+settings as one engine batch. With `reports_each`, `run` also takes `on_result(index, decoded)` (as
+`WhisperEngine.run` does) and each job's future resolves as soon as its sub-batch is decoded.
 
 It stops waiting early once every caller it expects has jobs pending: the callers active now, or,
 if more were active within the last `PEAK_WINDOW_S`, that many. Under steady load requests finish
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 
 from .decoding import Decoded
 from .engine import ChunkJob
@@ -55,10 +57,11 @@ class BatchStats:
 class BatchScheduler:
     """Collects jobs within a short wait window up to a maximum batch and runs them together."""
 
-    def __init__(self, run: RunBatch, max_batch: int = 8, wait_s: float = 0.01) -> None:
+    def __init__(self, run: RunBatch, max_batch: int = 8, wait_s: float = 0.01, reports_each: bool = False) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._run = run
+        self.reports_each = reports_each
         self.max_batch = max_batch
         self.wait_s = wait_s
         self.batch_sizes: list[int] = []
@@ -101,19 +104,25 @@ class BatchScheduler:
                 self._cond.notify_all()
 
     def run(self, jobs: list[ChunkJob]) -> list[Decoded]:
-        """Submit `jobs` and wait for their results (the drop-in for WhisperEngine.run).
+        """Submit `jobs` and wait for their results (the drop-in for WhisperEngine.run)."""
+        return [future.result() for future in self.start(jobs)]
+
+    def start(self, jobs: list[ChunkJob]) -> list[Future]:
+        """Submit `jobs`; each future resolves to its Decoded (the drop-in for WhisperEngine.submit).
 
         Once the scheduler is closed, runs them at once in the caller's thread instead, so a caller
-        still holding `run` (a request on a model being unloaded) finishes unbatched."""
+        still holding it (a request on a model being unloaded) finishes unbatched."""
         with self._cond:
             closed = self._closed
-        if closed:
-            return self._run(jobs)
-        try:
-            futures = self.submit(jobs)
-        except SchedulerClosed:
-            return self._run(jobs)
-        return [future.result() for future in futures]
+        if not closed:
+            try:
+                return self.submit(jobs)
+            except SchedulerClosed:
+                pass
+        futures: list[Future] = [Future() for _ in jobs]
+        for future, result in zip(futures, self._run(jobs), strict=True):
+            future.set_result(result)
+        return futures
 
     def close(self) -> None:
         """Stop the worker after the jobs already queued are done."""
@@ -172,15 +181,21 @@ class BatchScheduler:
             self._account(len(live), len({caller for _, _, caller in live}))
             started = time.monotonic()
             waits = [started - self._queued_at.pop(id(future), started) for _, future, _ in batch]
+            jobs = [job for job, _, _ in live]
             try:
-                results = self._run([job for job, _, _ in live])
+                if self.reports_each:
+                    results = self._run(jobs, on_result=partial(_resolve, [future for _, future, _ in live]))
+                else:
+                    results = self._run(jobs)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
                 log.exception("batch of %d jobs failed", len(live))
                 for _, future, _ in live:
-                    future.set_exception(exc)
+                    if not future.done():
+                        future.set_exception(exc)
                 continue
             for (_, future, _), result in zip(live, results, strict=True):
-                future.set_result(result)
+                if not future.done():
+                    future.set_result(result)
             log.debug("batch: jobs=%d wait_max_s=%.3f run_s=%.3f pending=%d", len(live), max(waits),
                       time.monotonic() - started, len(self._pending))
 
@@ -193,3 +208,7 @@ class BatchScheduler:
         stats.chunks += size
         stats.shared += callers > 1
         stats.largest = max(stats.largest, size)
+
+
+def _resolve(futures: list[Future], index: int, result: Decoded) -> None:
+    futures[index].set_result(result)

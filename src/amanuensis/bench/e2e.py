@@ -103,7 +103,8 @@ class _Profiled:
 
 
 def fresh_sampler(whisper: object, path: str, compute_type: str, threads: int) -> None:
-    """Give a faster-whisper WhisperModel a new, warmed-up CTranslate2 model on the same files.
+    """Give a faster-whisper WhisperModel or our Recognizer (both hold `model` and `hf_tokenizer`) a new,
+    warmed-up CTranslate2 model on the same files.
     CTranslate2 seeds a worker thread's sampler only at its first draw (OpenNMT/CTranslate2#1757), so
     with a new model per source and mode the temperature-fallback draws no longer depend on what was
     decoded before. The warm-up (an encode and a greedy decode of silence) draws nothing. The new model
@@ -126,7 +127,7 @@ def _runners(transcriber: object, batch_size: int, peer: object, profiled: _Prof
     from ..pipeline import TranscribeOptions, default_cpu_threads
 
     fw_batched = BatchedInferencePipeline(model=peer)
-    ours = BatchedTranscriber(transcriber, batch_size=batch_size)
+    ours = BatchedTranscriber(transcriber.recognizer, batch_size=batch_size)
 
     def fw(beam: int) -> Callable[[np.ndarray], str]:
         return lambda audio: " ".join(s.text for s in peer.transcribe(audio, beam_size=beam)[0])
@@ -143,19 +144,15 @@ def _runners(transcriber: object, batch_size: int, peer: object, profiled: _Prof
             return text
         return go
 
-    def sequential(audio: np.ndarray) -> str:
-        options = TranscribeOptions(vad_filter=False)
-        return " ".join(s.text for s in transcriber.iter_segments(audio, options)[0])
-
     def refresh() -> None:
-        for whisper in (peer, transcriber.whisper):
-            fresh_sampler(whisper, transcriber.info.path, transcriber.compute_type, threads or default_cpu_threads())
-        ours.engine.model = transcriber.whisper.model
+        for model in (peer, transcriber.recognizer):
+            fresh_sampler(model, transcriber.info.path, transcriber.compute_type, threads or default_cpu_threads())
+        ours.engine.model = transcriber.recognizer.model
 
     return {
         "fw-beam5": fw(5), "fw-beam1": fw(1), "fw-batched-beam5": fwb(5), "fw-batched-beam1": fwb(1),
         "amanuensis": am(profile=True), "amanuensis-beam1": am(beam_size=1),
-        "amanuensis-nocond": am(condition_on_previous_text=False), "amanuensis-sequential": sequential,
+        "amanuensis-nocond": am(condition_on_previous_text=False), "amanuensis-sequential": am(mode="sequential"),
     }, refresh
 
 

@@ -54,7 +54,7 @@ def describe(transcriber: object | None = None) -> dict:
                   "ctranslate2": ctranslate2.__version__}
     if transcriber is not None:
         per, decoders = transcriber.layout
-        info.update(device=str(transcriber.whisper.model.device), compute_type=transcriber.compute_type,
+        info.update(device=str(transcriber.recognizer.model.device), compute_type=transcriber.compute_type,
                     decoders=decoders, threads_per_decoder=per,
                     frontend=frontend_in_use(getattr(transcriber, "frontend", None)))
     return info

@@ -1,4 +1,7 @@
-"""A drop-in for faster-whisper's FeatureExtractor that computes features with a FrontendChain."""
+"""A drop-in for faster-whisper's FeatureExtractor that computes features with a FrontendChain.
+
+The recognizer calls the chain itself (`asr.recognizer.window_features`); this adapter lets faster-whisper's
+own decoder run on our front end, to compare the two decoders on the same features."""
 
 from __future__ import annotations
 
@@ -53,17 +56,12 @@ class FeatureExtractorAdapter:
         batch = self.frontend.compute_batch(rows, self.n_mels)
         return np.stack(batch).reshape(*waveform.shape[:-1], self.n_mels, -1)
 
-    def windows(self, audios: list[np.ndarray], padding: int = 160, frames: int | None = None) -> np.ndarray:
+    def windows(self, audios: list[np.ndarray], frames: int | None = None) -> np.ndarray:
         """Features (B, n_mels, frames) of chunks zero-padded to `frames` (default nb_max_frames, the
         whole chunk_length window), in one batched front-end call.
 
-        Equal to stacking `self(zero_padded_chunk, padding)[:, :frames]` for each chunk.
+        Equal to stacking `self(zero_padded_chunk)[:, :frames]` for each chunk.
         """
-        frames = self.nb_max_frames if frames is None else frames
-        samples = frames * self.hop_length
-        batch = np.zeros((len(audios), samples + padding), dtype=np.float32)
-        for row, audio in zip(batch, audios, strict=True):
-            piece = np.asarray(audio, dtype=np.float32)[:samples]
-            row[: len(piece)] = piece
-        features = self.frontend.compute_batch(list(batch), self.n_mels)
-        return np.ascontiguousarray(np.stack([f[:, :frames] for f in features]))
+        from ..asr.recognizer import window_features
+
+        return window_features(self.frontend, audios, self.n_mels, self.nb_max_frames if frames is None else frames)

@@ -79,10 +79,6 @@ def parse_params(door: str, form: Form, task: str | None = None) -> Params:
     if door == OPENAI:
         stream, granularities = _openai_answer(form, fmt)
         values["word_timestamps"] = "word" in granularities
-        if stream:
-            # Batched decoding publishes a lane's segments only after a whole batch step; window by window
-            # (sequential) decoding hands each 30 s window's segments over as soon as it is decoded.
-            values["mode"] = "sequential"
     callback_url = form.text("callback_url") if door == JOBS else None
     form.refuse_unknown()
     return Params(model, fmt, TranscribeOptions.from_door(door, values), stream, granularities, callback_url)

@@ -82,7 +82,7 @@ class ModelPool:
                  transcriber.info.path, time.perf_counter() - started)
         if self.settings.cross_request_batching:
             scheduler = BatchScheduler(transcriber.batched.engine.run, max_batch=self.settings.batch_size,
-                                       wait_s=self.settings.batch_wait_ms / 1000)
+                                       wait_s=self.settings.batch_wait_ms / 1000, reports_each=True)
             transcriber.share_batches(scheduler)
             with self._lock:
                 self.schedulers.append(scheduler)
