@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         reason = str(exc)
         serve.set_defaults(handler=lambda args: _unavailable("serve", reason))
 
-    bench = commands.add_parser("bench", help="benchmarks against peers (frontend, e2e, realtime)")
-    bench.add_argument("which", choices=("frontend", "e2e", "realtime"))
+    bench = commands.add_parser("bench", help="benchmarks (frontend, e2e, realtime, diarize)")
+    bench.add_argument("which", choices=("frontend", "e2e", "realtime", "diarize"))
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(handler=cmd_bench)
 
