@@ -32,7 +32,8 @@ from amanuensis.server.params import Form, parse_params
 
 from .server_fixtures import SHORT_CLIP, RunningServer, run_server, upload
 
-GOOD = {"bool": None, "int": "2", "str": "de", "choice": "translate", "temperature": "0.3"}
+GOOD = {"bool": None, "int": "2", "str": "de", "choice": "translate", "temperature": "0.3",
+        "speakers": "alice=data:audio/wav;base64,UklGRiQAAABXQVZF"}
 """A valid value that differs from the default, per kind (bool: the opposite of the default)."""
 BAD = {
     "language": ["xx"],
@@ -45,6 +46,7 @@ BAD = {
     "enable_diarization": ["perhaps"],
     "min_speakers": ["0", "two"],
     "max_speakers": ["-1", "many"],
+    "known_speakers": ["alice", "=data:audio/wav;base64,UklG", "alice=clip.wav", "alice=data:audio/wav;base64,U!"],
 }
 """Values every door must refuse, naming the option (prompt takes any text)."""
 HTTP_ROUTES = {"/transcribe": (NATIVE, None), "/v1/audio/transcriptions": (OPENAI, "transcribe"),

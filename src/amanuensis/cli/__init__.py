@@ -106,9 +106,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from ..formats import EXTENSIONS, render
     from ..options import CLI
     from ..pipeline import Transcriber
-    from .flags import options_from_args
+    from .flags import options_from_args, speakers_for_formats
 
-    options = options_from_args(args, CLI)
+    options = speakers_for_formats(options_from_args(args, CLI), [args.format])
     transcriber = Transcriber(args.model, device=args.device, compute_type=args.compute_type)
     options.validate(transcriber.info)
     if args.output_dir:
@@ -123,7 +123,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             sys.stderr.write(f"amanuensis: error: {path}: {exc}\n")
             failures += 1
             continue
-        output = render(transcript, args.format)
+        output = render(transcript, args.format, name=path.stem)
         if args.output_dir:
             target = args.output_dir / f"{path.stem}.{EXTENSIONS[args.format]}"
             target.write_text(output, encoding="utf-8")

@@ -144,7 +144,7 @@ class CorpusRun:
             outputs = planned.file.outputs(self.formats)
             try:
                 for fmt, output in zip(self.formats, outputs):
-                    write_atomically(self.outdir / output, render(result.transcript, fmt))
+                    write_atomically(self.outdir / output, render(result.transcript, fmt, name=planned.file.stem.name))
             except OSError as exc:
                 result.transcript, result.error = None, f"cannot write the outputs: {exc}"
             else:
