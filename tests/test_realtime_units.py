@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
-from amanuensis.asr.live_turns import LiveTurns, LiveVad, TurnDetection
-from amanuensis.asr.streaming import (
+from amanuensis.asr.live.final import EarlyFinal, FinalPolicy, keep_speech, likely_speech
+from amanuensis.asr.live.streaming import (
     Hypothesis,
     StreamingPolicy,
     TurnBuffer,
@@ -21,7 +21,7 @@ from amanuensis.asr.streaming import (
     remaining_words,
     split_words,
 )
-from amanuensis.asr.turn_final import EarlyFinal, FinalPolicy, keep_speech, likely_speech
+from amanuensis.asr.live.turns import LiveTurns, LiveVad, TurnDetection
 from amanuensis.asr.vad import default_vad
 from amanuensis.audio import SAMPLE_RATE, decode_audio
 from amanuensis.server.realtime.codecs import ALAW, ULAW, AudioFormatError, InputDecoder, InputFormat, StreamResampler
@@ -316,11 +316,11 @@ class _FlakyTranscriber:
 
         self.inner, self.failures, self.calls = get_transcriber(), failures, 0
 
-    def transcribe(self, audio, options):
+    def transcribe(self, audio, options, **kwargs):
         self.calls += 1
         if self.calls <= self.failures:
             raise RuntimeError("decoder out of memory")
-        return self.inner.transcribe(audio, options)
+        return self.inner.transcribe(audio, options, **kwargs)
 
 
 def _final_events(failures: int, early_fails: bool) -> tuple[list[dict], int]:
@@ -328,20 +328,9 @@ def _final_events(failures: int, early_fails: bool) -> tuple[list[dict], int]:
     import asyncio
     import time
 
-    from amanuensis.server.realtime.decoding import ClosedTurn, TurnDecoding
-    from amanuensis.server.realtime.sessions import RealtimeSessions
-
-    class Finals(TurnDecoding):
-        def __init__(self, loop) -> None:
-            self.id, self.loop, self.model_name = "sess_test", loop, "tiny.en"
-            self.sessions, self.final_policy = RealtimeSessions(1), FinalPolicy()
-            self.finals, self.pending_finals, self.events = asyncio.Queue(), [], []
-
-        def _emit(self, event: dict) -> None:
-            self.events.append(event)
-
-        def _track_lag(self) -> None:
-            pass
+    from amanuensis.asr.live.streaming import TurnBuffer
+    from amanuensis.server.realtime.registry import SessionRegistry
+    from amanuensis.server.realtime.turn_decoder import ClosedTurn, Recognizer, TurnDecoder
 
     transcriber = _FlakyTranscriber(failures)
 
@@ -351,14 +340,17 @@ def _final_events(failures: int, early_fails: bool) -> tuple[list[dict], int]:
         if early_fails:
             early = loop.create_future()
             early.set_exception(RuntimeError("early decode lost"))
-        decoder = Finals(loop)
+        events: list[dict] = []
+        registry = SessionRegistry(1)
+        decoder = TurnDecoder("sess_test", registry, TurnBuffer(), Recognizer(SessionConfig(), transcriber, "tiny.en"),
+                              events.append, FinalPolicy())
         turn = ClosedTurn("item_1", 0, decode_audio(JFK), [], SessionConfig(), transcriber, time.monotonic(), early)
-        decoder.pending_finals.append(turn)
+        decoder.pending.append(turn)
         await decoder.finals.put(turn)
         await decoder.finals.put(None)
         await decoder._finals()
-        decoder.sessions.shutdown()
-        return decoder.events
+        registry.shutdown()
+        return events
 
     return asyncio.run(run()), transcriber.calls
 
@@ -398,9 +390,9 @@ def test_partial_decodes_fit_the_shortest_encoder_window():
 def test_finals_hold_back_partial_decodes_only_on_their_own_replica():
     """With `--workers 2` a final owed on one model replica does not stop the open turns of sessions on
     the other replica from being decoded."""
-    from amanuensis.server.realtime.sessions import RealtimeSessions
+    from amanuensis.server.realtime.registry import SessionRegistry
 
-    sessions, first, second = RealtimeSessions(2), object(), object()
+    sessions, first, second = SessionRegistry(2), object(), object()
     try:
         sessions.try_open("sess_a")
         sessions.final_waiting(+1, first)  # a turn closed on the first replica
@@ -414,9 +406,9 @@ def test_finals_hold_back_partial_decodes_only_on_their_own_replica():
 def test_shutdown_asks_open_sessions_to_finish_and_takes_no_new_ones():
     import asyncio
 
-    from amanuensis.server.realtime.sessions import RealtimeSessions
+    from amanuensis.server.realtime.registry import SessionRegistry
 
-    sessions = RealtimeSessions(2)
+    sessions = SessionRegistry(2)
 
     async def run() -> tuple[int, bool, int | None]:
         sessions.try_open("sess_a")

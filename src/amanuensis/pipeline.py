@@ -166,8 +166,11 @@ class Transcriber:
         *,
         progress: ProgressCallback | None = None,
         on_segment: SegmentCallback | None = None,
+        speech_scores: np.ndarray | None = None,
     ) -> Transcript:
-        """Transcribe `audio` (path, bytes, file object or 16 kHz float32 array) into a Transcript."""
+        """Transcribe `audio` (path, bytes, file object or 16 kHz float32 array) into a Transcript.
+        `speech_scores`: the speech score of each 512-sample frame where the caller has them (a realtime
+        session's live VAD): batched mode then takes them instead of running the VAD again."""
         options = options or TranscribeOptions()
         options.validate(self.info)
         samples = decode_audio(audio)
@@ -180,7 +183,8 @@ class Transcriber:
             known = load_known_voices(options.known_speakers, get_encoder())
         # Diarization splits segments at word boundaries, so it decodes with word times.
         decode_options = replace(options, word_timestamps=True) if options.diarize else options
-        segments, language, probability = self._decode(samples, decode_options, duration, progress, on_segment)
+        segments, language, probability = self._decode(samples, decode_options, duration, progress, on_segment,
+                                                       speech_scores)
         transcript = Transcript(
             text="".join(s.text for s in segments).strip(),
             language=language,
@@ -230,16 +234,19 @@ class Transcriber:
         duration: float,
         progress: ProgressCallback | None,
         on_segment: SegmentCallback | None,
+        speech_scores: np.ndarray | None = None,
     ) -> tuple[list[Segment], str, float]:
         multilingual = options.multilingual and self.info.multilingual and options.language is None
         if self._scheduler is not None and options.mode == "batched" and not multilingual:
             with self._scheduler.caller():
-                return self.batched.transcribe(samples, options, progress=progress, on_segment=on_segment)
+                return self.batched.transcribe(samples, options, progress=progress, on_segment=on_segment,
+                                               speech_scores=speech_scores)
         with self._lock:
             if options.multilingual and self.info.multilingual and options.language is None:
                 return self._decode_multilingual(samples, options, duration, progress, on_segment)
             if options.mode == "batched":
-                return self.batched.transcribe(samples, options, progress=progress, on_segment=on_segment)
+                return self.batched.transcribe(samples, options, progress=progress, on_segment=on_segment,
+                                               speech_scores=speech_scores)
             iterator, language, probability = self.iter_segments(samples, options)
             segments = self._collect(iterator, language, 0.0, duration, progress, on_segment, [])
         if progress:

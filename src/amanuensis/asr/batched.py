@@ -23,7 +23,7 @@ from .decoding import Decoded, DecodeSettings, looping_segment
 from .engine import ChunkJob, WhisperEngine
 from .segments import _is_loop, is_skip, split_by_timestamps, take_words
 from .speech_time import speech_seconds, trim_span, trim_word
-from .vad import FRAME_SAMPLES, SileroVad, VadOptions, default_vad, detect_speech
+from .vad import FRAME_SAMPLES, SileroVad, VadOptions, default_vad, detect_speech, regions_from_probs
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +100,19 @@ class BatchedTranscriber:
         """The typed DecodeSettings of a TranscribeOptions, seeking past loops as this transcriber does."""
         return replace(options.decode_settings(), seek_past_loops_after=self.min_advance_seconds)
 
-    def plan(self, samples: np.ndarray, vad_filter: bool = True) -> tuple[list[tuple[int, int]], np.ndarray]:
-        """Regions of at most 30 s cut at pauses (speech only with `vad_filter`) and the frame speech scores."""
-        result = detect_speech(samples, self.vad_options, self._vad or default_vad())
-        regions = result.regions if vad_filter else [(0, len(samples))]
-        return split_long_regions(regions, result.probs), result.probs
+    def plan(self, samples: np.ndarray, vad_filter: bool = True, speech_scores: np.ndarray | None = None
+             ) -> tuple[list[tuple[int, int]], np.ndarray]:
+        """Regions of at most 30 s cut at pauses (speech only with `vad_filter`) and the frame speech scores:
+        the VAD's, or `speech_scores` (one per 512-sample frame) where the caller has them already (a
+        realtime session's live VAD), so the VAD does not run again."""
+        if speech_scores is None:
+            result = detect_speech(samples, self.vad_options, self._vad or default_vad())
+            probs, speech = result.probs, result.regions
+        else:
+            probs = speech_scores
+            speech = regions_from_probs(probs, len(samples), self.vad_options) if vad_filter else []
+        regions = speech if vad_filter else [(0, len(samples))]
+        return split_long_regions(regions, probs), probs
 
     def transcribe(
         self,
@@ -112,13 +120,15 @@ class BatchedTranscriber:
         options: object,
         progress: ProgressCallback | None = None,
         on_segment: SegmentCallback | None = None,
+        speech_scores: np.ndarray | None = None,
     ) -> tuple[list[Segment], str, float]:
-        """Decode `samples` (16 kHz mono float32); returns (segments, language, language probability)."""
+        """Decode `samples` (16 kHz mono float32); returns (segments, language, language probability).
+        `speech_scores`: the frames' speech scores when the caller has them (see `plan`)."""
         started = time.perf_counter()
         before = dict(self.engine.stats.seconds)
         counted = dict(self.engine.stats.counts)
         duration = len(samples) / SAMPLE_RATE
-        regions, probs = self.plan(samples, options.vad_filter)
+        regions, probs = self.plan(samples, options.vad_filter, speech_scores)
         vad_s = time.perf_counter() - started
         settings = self.settings(options)
         language, probability = self._language(samples, regions, options)

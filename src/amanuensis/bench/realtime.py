@@ -37,7 +37,7 @@ import httpx
 import numpy as np
 from scipy.signal import resample_poly
 
-from ..asr.streaming import normal, split_words
+from ..asr.live.streaming import normal, split_words
 from ..audio import decode_audio
 from ..constants import SAMPLE_RATE
 from ..evaluation import read_references, word_error_rate

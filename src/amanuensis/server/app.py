@@ -21,7 +21,7 @@ from .. import __version__
 from .errors import install_error_handlers
 from .jobs_routes import install_jobs, start_jobs, stop_jobs
 from .metrics import Metrics
-from .realtime import RealtimeSessions
+from .realtime import SessionRegistry
 from .realtime import router as realtime_router
 from .routes_audio import TRANSCRIPTION_ROUTES
 from .routes_audio import router as audio_router
@@ -103,7 +103,7 @@ def create_app(settings: ServerSettings | None = None, service: TranscriptionSer
     settings = settings or ServerSettings()
     metrics = service.metrics if service is not None else Metrics()
     service = service or TranscriptionService(settings, metrics)
-    realtime = RealtimeSessions(settings.max_realtime_sessions)
+    realtime = SessionRegistry(settings.max_realtime_sessions)
     metrics.watch_realtime(realtime.snapshot)
 
     @contextlib.asynccontextmanager

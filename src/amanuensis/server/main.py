@@ -14,6 +14,8 @@ from ..models import resolve_model
 from ..pipeline import cpu_layout
 from .app import create_app
 from .logs import configure_logging
+from .realtime.protocol import MAX_MESSAGE_BYTES
+from .realtime.transport import websocket_protocol
 from .settings import ServerSettings, add_serve_arguments, settings_from_args
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,8 @@ def serve(settings: ServerSettings | None = None) -> int:
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
         server_header=False,
+        ws=websocket_protocol(settings.realtime_send_timeout),
+        ws_max_size=MAX_MESSAGE_BYTES,
     )
     server = _Server(config, app.state.realtime.finish, settings.shutdown_timeout)
     log.info("starting", extra={"host": settings.host, "port": settings.port, "model": settings.model})

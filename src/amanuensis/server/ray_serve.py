@@ -84,10 +84,11 @@ class ModelReplica:
         default = self.pool.default
         return {"info": default.info, "compute_type": default.compute_type, "device": default.device}
 
-    async def transcribe(self, samples: np.ndarray, options: TranscribeOptions) -> ReplicaAnswer:
+    async def transcribe(self, samples: np.ndarray, options: TranscribeOptions,
+                         speech_scores: np.ndarray | None = None) -> ReplicaAnswer:
         """Transcribe decoded samples on this replica's model (concurrent calls share engine batches)."""
         transcriber = self.pool.get(self.pool.default.info, 0)
-        transcript = await asyncio.to_thread(transcriber.transcribe, samples, options)
+        transcript = await asyncio.to_thread(transcriber.transcribe, samples, options, speech_scores=speech_scores)
         self.served += 1
         return ReplicaAnswer(transcript, {**self.identity, "served": self.served}, self.pool.batching())
 
@@ -124,11 +125,11 @@ class RemoteTranscriber:
         return self.info.name
 
     def transcribe(self, samples: np.ndarray, options: TranscribeOptions | None = None, *, progress=None,
-                   on_segment=None) -> Transcript:
+                   on_segment=None, speech_scores: np.ndarray | None = None) -> Transcript:
         """Send the samples to a replica and wait (call from a worker thread, never the event loop)."""
         options = options or TranscribeOptions()
         options.validate(self.info)
-        response = self.pool.handle.transcribe.remote(samples, options)
+        response = self.pool.handle.transcribe.remote(samples, options, speech_scores)
         answer: ReplicaAnswer = response.result(timeout_s=self.pool.settings.request_timeout + REPLY_TIMEOUT_MARGIN_S)
         self.pool.record(answer)
         for segment in answer.transcript.segments:  # the segments arrive together, after the replica is done

@@ -52,6 +52,8 @@ class ServerSettings(BaseSettings):
                                          "(unset: a fixed `workers` model replicas)")
     max_realtime_sessions: int = Field(8, ge=0, le=256, description="WebSocket realtime sessions open at once")
     realtime_idle_timeout: float = Field(60.0, gt=0, description="seconds a realtime socket may send nothing")
+    realtime_send_timeout: float = Field(10.0, gt=0, le=600, description="seconds a realtime client may take no "
+                                         "event while events are owed to it before it is closed")
     realtime_workers: int = Field(2, ge=0, le=64, description="model copies for realtime sessions, loaded at the "
                                   "first session, sharing the cores; 0 = sessions decode on the workers' copies")
 
@@ -137,6 +139,9 @@ _FLAGS: dict[str, tuple[str, dict]] = {
                                                 "sessions decode on the --workers copies)"}),
     "--realtime-idle-timeout": ("realtime_idle_timeout", {"type": float, "help": "close a realtime socket "
                                                           "that sends nothing this many seconds (default 60)"}),
+    "--realtime-send-timeout": ("realtime_send_timeout", {"type": float, "help": "close a realtime client that "
+                                                          "takes no event this many seconds while events are "
+                                                          "owed to it (default 10)"}),
 }
 
 

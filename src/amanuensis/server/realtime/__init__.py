@@ -1,6 +1,6 @@
 """Realtime transcription over WebSocket, speaking OpenAI's Realtime protocol (intent=transcription)."""
 
+from .registry import SessionRegistry
 from .routes import router
-from .sessions import RealtimeSessions
 
-__all__ = ["RealtimeSessions", "router"]
+__all__ = ["SessionRegistry", "router"]

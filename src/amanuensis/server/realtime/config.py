@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ...asr.decoding import DecodeSettings
-from ...asr.live_turns import TurnDetection
-from ...asr.turn_final import FinalPolicy
+from ...asr.live.final import FinalPolicy
+from ...asr.live.turns import TurnDetection
 from ...options import REALTIME, TranscribeOptions, exposed
 from .codecs import InputFormat
 from .protocol import BETA_FORMATS, BetaSessionUpdate, ProtocolError, SessionUpdate

@@ -19,7 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ...transcript import Transcript
 
 MAX_APPEND_BASE64 = 10 * 1024 * 1024
-"""Longest `audio` string one input_audio_buffer.append may carry (about 7.5 MiB of audio)."""
+"""Longest `audio` string one input_audio_buffer.append may carry (about 7.5 MiB of audio); a longer one
+gets `append_too_large` on `audio` and the session goes on."""
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+"""Largest WebSocket message the server reads (uvicorn's `ws_max_size`, transport.py). Between
+MAX_APPEND_BASE64 and this an append gets `append_too_large` and the session goes on; past this the
+message is not read: the same `error`, then close code 1009."""
 
 CONVERSATION_EVENTS = {
     "conversation.item.create", "conversation.item.delete", "conversation.item.retrieve",

@@ -12,8 +12,8 @@ from ...errors import AmanuensisError
 from ..auth import match_api_key
 from .config import SessionConfig
 from .protocol import ProtocolError, error_event, new_id
+from .registry import SessionRegistry
 from .session import RealtimeSession
-from .sessions import RealtimeSessions
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ async def realtime(websocket: WebSocket) -> None:
     """An OpenAI Realtime transcription session."""
     app = websocket.app
     settings = app.state.settings
-    sessions: RealtimeSessions = app.state.realtime
+    sessions: SessionRegistry = app.state.realtime
     await websocket.accept(subprotocol=_subprotocol(websocket))
     if settings.api_keys:
         token = _token(websocket)
@@ -77,7 +77,7 @@ async def realtime(websocket: WebSocket) -> None:
                       "not_ready")
         return
     session_id = new_id("sess")
-    serial = sessions.try_open(session_id)
+    serial = await sessions.admit(session_id)
     if serial is None:
         if sessions.shutting_down:
             await _refuse(websocket, CLOSE_TRY_AGAIN, "the server is shutting down", "server_shutdown")
@@ -93,8 +93,9 @@ async def realtime(websocket: WebSocket) -> None:
             await websocket.send_json(error_event(ProtocolError(f"{exc}; using the default model", "model",
                                                                 "model_not_found")))
             config = SessionConfig()
-        session = RealtimeSession(websocket, session_id=session_id, sessions=sessions, pool=service.pool,
-                                  slot=serial, config=config, idle_timeout=settings.realtime_idle_timeout)
+        session = RealtimeSession(websocket, session_id=session_id, registry=sessions, pool=service.pool,
+                                  slot=serial, config=config, idle_timeout=settings.realtime_idle_timeout,
+                                  send_timeout=settings.realtime_send_timeout)
         log.info("realtime session opened: session_id=%s", session_id)
         await session.run()
     finally:

@@ -1,6 +1,6 @@
 """Live recognition policy: the turn's audio, re-decoding a growing turn, and local agreement.
 
-Nothing here knows about sockets. A session feeds 16 kHz samples in; `LiveTurns` (live_turns.py)
+Nothing here knows about sockets. A session feeds 16 kHz samples in; `LiveTurns` (turns.py)
 says where speech starts and stops; `TurnStream` says when to decode the open turn again, which audio window and
 prompt to decode, and which words two successive hypotheses agree on (LocalAgreement-2: a word is
 confirmed once two decodes of growing audio both put it at the same place after the words already
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..constants import SAMPLE_RATE
+from ...constants import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,11 @@ class TurnBuffer:
         self.turn_start: int | None = None
         self._start = 0  # stream position of self._audio[0]
         self._audio = np.zeros(0, dtype=np.float32)
+
+    @property
+    def held_from(self) -> int:
+        """Stream position of the oldest sample still held."""
+        return self._start
 
     def append(self, samples: np.ndarray) -> None:
         """Add samples at the end; without an open turn only the last `keep` samples are kept."""

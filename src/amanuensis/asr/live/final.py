@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..transcript import Segment, Transcript
+from ...transcript import Segment, Transcript
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+ADMISSION_WAIT_S = 1.0
+"""How long a session past the limit waits for a slot before it is refused: a client that closes a
+session and opens the next at once may reach the server before the closed session's disconnect has
+been handled."""
 
 
 @dataclass
@@ -21,7 +27,7 @@ class SessionStats:
     turns: int = 0
 
 
-class RealtimeSessions:
+class SessionRegistry:
     """Open sessions (at most `limit`), their stats, and the decode threads (two per session: one
     decode of the open turn and one final decode may run at once; decodes are short, and a session
     holds no thread while it waits for audio)."""
@@ -45,6 +51,7 @@ class RealtimeSessions:
         when the server shuts down: the session finishes its open turn and closes."""
         self._serial = itertools.count()
         self._lock = threading.Lock()
+        self._freed: asyncio.Event | None = None
         self.executor = ThreadPoolExecutor(max(2, 2 * limit), thread_name_prefix="amanuensis-realtime")
 
     def try_open(self, session_id: str) -> int | None:
@@ -58,11 +65,28 @@ class RealtimeSessions:
             self.stops[session_id] = asyncio.Event()
             return next(self._serial)
 
+    async def admit(self, session_id: str, wait_s: float = ADMISSION_WAIT_S) -> int | None:
+        """`try_open`, waiting up to `wait_s` for a slot to be freed (by `close`) when none is free."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self._lock:
+                free = len(self.open) < self.limit or self.shutting_down
+            left = deadline - time.monotonic()
+            if free or left <= 0:
+                return self.try_open(session_id)
+            self._freed = self._freed or asyncio.Event()
+            self._freed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._freed.wait()
+
     def close(self, session_id: str) -> None:
-        """Forget a session."""
+        """Forget a session (its slot is free at once)."""
         with self._lock:
             self.open.pop(session_id, None)
             self.stops.pop(session_id, None)
+        if self._freed is not None:
+            self._freed.set()
 
     async def finish(self, timeout_s: float) -> int:
         """The server is shutting down: ask every open session to finish its open turn (its `.completed`

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..constants import SAMPLE_RATE
-from .vad import CONTEXT_SAMPLES, FRAME_SAMPLES, SileroVad, VadOptions, default_vad
+from ...constants import SAMPLE_RATE
+from ..vad import CONTEXT_SAMPLES, FRAME_SAMPLES, SileroVad, VadOptions, default_vad
 
 LEVEL_FRAMES = 940
 """Speech frames (about 30 s) whose median RMS is the level of speech for the energy gate."""
@@ -46,6 +46,42 @@ class VadEvent:
 
     kind: str
     sample: int
+
+
+class SpeechScores:
+    """The speech score of every 512-sample frame of a stream (frame k covers samples 512k to 512k + 511),
+    kept from a frame on: a decode of a window of the stream takes its scores from here instead of
+    running the VAD over the window again."""
+
+    def __init__(self) -> None:
+        self.first = 0  # stream frame of self._scores[0]
+        self._scores = np.zeros(0, dtype=np.float32)
+
+    @property
+    def frames(self) -> int:
+        """Frames scored since the stream began."""
+        return self.first + len(self._scores)
+
+    def extend(self, scores: np.ndarray | list[float]) -> None:
+        """Add the scores of the next frames."""
+        self._scores = np.concatenate([self._scores, np.asarray(scores, dtype=np.float32)])
+
+    def window(self, start: int, num_samples: int) -> np.ndarray | None:
+        """One score per frame of the `num_samples` samples from stream sample `start` (frames aligned to
+        the window, each taking the stream frame it starts in; frames not scored yet take the last
+        score); None when the window starts before the kept scores or nothing is scored yet."""
+        count = -(-num_samples // FRAME_SAMPLES)
+        frames = (start + np.arange(count) * FRAME_SAMPLES) // FRAME_SAMPLES - self.first
+        if not len(self._scores) or (count and frames[0] < 0):
+            return None
+        return self._scores[np.minimum(frames, len(self._scores) - 1)]
+
+    def forget_before(self, sample: int) -> None:
+        """Drop the scores of frames that end before stream sample `sample`."""
+        drop = min(len(self._scores), max(0, sample // FRAME_SAMPLES - self.first))
+        if drop:
+            self._scores = self._scores[drop:]
+            self.first += drop
 
 
 class LiveVad:
@@ -105,6 +141,8 @@ class LiveTurns:
         self._quiet_frames = 0  # frames in a row Silero alone calls silence
         self._turn_frames = 0
         self._speech_rms: collections.deque[float] = collections.deque(maxlen=LEVEL_FRAMES)
+        self.scores = SpeechScores()
+        """Every frame's score (Silero's, raised by the energy gate), for the decodes of the stream's turns."""
 
     def _scores(self, probs: np.ndarray, rms: np.ndarray) -> list[float]:
         self._speech_rms.extend(rms[probs >= self.options.threshold].tolist())
@@ -130,7 +168,9 @@ class LiveTurns:
         early = self.options.early_final_ms
         pause_frames = None if early is None else max(1, round(early * SAMPLE_RATE / 1000 / FRAME_SAMPLES))
         probs, rms = self.live.feed_with_rms(samples)
-        for offset, (p, raw) in enumerate(zip(self._scores(probs, rms), probs.tolist())):
+        scores = self._scores(probs, rms)
+        self.scores.extend(scores)
+        for offset, (p, raw) in enumerate(zip(scores, probs.tolist())):
             frame = first + offset
             if not self.in_speech:
                 if p >= self.options.threshold:
