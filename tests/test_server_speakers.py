@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 
 import httpx
 import numpy as np
@@ -46,7 +47,8 @@ def voices() -> dict:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> RunningServer:
-    with run_server(tmp_path_factory.mktemp("server")) as running:
+    workdir = tmp_path_factory.mktemp("server")
+    with run_server(workdir, "--data-dir", str(workdir / "data")) as running:
         yield running
 
 
@@ -112,3 +114,21 @@ def test_bad_known_speakers_are_refused_by_name(client, fields, param):
                                            **fields)
     assert refused.value.status_code == 400
     assert refused.value.body["param"] == param
+
+
+def test_a_job_names_the_known_voice_and_its_rttm_carries_the_file_name(server, voices):
+    with httpx.Client(base_url=server.url, timeout=180) as http:
+        response = http.post("/v1/jobs", files={"file": ("talk.wav", voices["audio"])},
+                             data={"response_format": "rttm", "known_speakers": f"lefty={voices['left']}"})
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        deadline = time.monotonic() + 170
+        while http.get(f"/v1/jobs/{job_id}").json()["status"] not in ("done", "failed", "cancelled"):
+            assert time.monotonic() < deadline, "the job did not finish"
+            time.sleep(0.25)
+        rttm = http.get(f"/v1/jobs/{job_id}", params={"format": "rttm"})
+    assert rttm.status_code == 200, rttm.text
+    lines = [line.split() for line in rttm.text.splitlines()]
+    assert {f[1] for f in lines} == {"talk"}
+    middle = voices["turns"][1]
+    assert {f[7] for f in lines if middle[0] <= float(f[3]) + float(f[4]) / 2 <= middle[1]} == {"lefty"}
