@@ -22,20 +22,25 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[base,torch,diarize,ray,test]"
 	touch $(VENV)/.core $@
 
+# The peers `amanuensis bench` compares against (a development extra, on top of the test set-up).
+$(VENV)/.bench: pyproject.toml | $(VENV)/.dev
+	$(BIN)/pip install --quiet -e ".[base,torch,diarize,ray,test,bench]"
+	touch $@
+
 serve: $(VENV)/.core
 	$(BIN)/amanuensis serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests tools
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests tools
 
-bench-frontend: $(VENV)/.dev
+bench-frontend: $(VENV)/.bench
 	$(BIN)/amanuensis bench frontend --seconds 6240
 
-bench-e2e: $(VENV)/.dev
+bench-e2e: $(VENV)/.bench
 	$(BIN)/amanuensis bench e2e --refs ../shared/data/speech/transcripts.tsv
 
 clean:

@@ -224,3 +224,4 @@ def test_corpus_bench_runs_configurations_side_by_side(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "round 1   1x1:" in out and "round 1   2x1:" in out and "(1 files" in out
     assert "  1x1:" in out and "ratio 1.00" in out and "  2x1:" in out
+    assert out.startswith("machine: "), "the machine is named first"

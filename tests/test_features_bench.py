@@ -44,6 +44,7 @@ def test_bench_frontend_json(capsys):
         assert row["max_abs_err"] <= 1e-4
     assert rows[0]["vs_faster_whisper"] == 1.0
     assert any("amanuensis:cpu" in line for line in lines[:-1]), "the table comes before the JSON line"
+    assert lines[0].startswith("machine: ") and payload["machine"]["cpus"] >= 1, "the machine is named first"
 
 
 def test_missing_peer_is_skipped(capsys):

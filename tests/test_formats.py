@@ -10,7 +10,8 @@ import re
 import pytest
 
 from amanuensis.errors import OptionsError
-from amanuensis.formats import FORMATS, MAX_LINE_CHARS, render, timestamp
+from amanuensis.formats import FORMATS, render
+from amanuensis.subtitles import SubtitleStyle, timestamp
 from amanuensis.transcript import Segment, Transcript, Word
 
 SRT_TIME = r"(\d{2}):(\d{2}):(\d{2}),(\d{3})"
@@ -55,7 +56,7 @@ def check_cues(cues, duration: float) -> None:
         assert 1 <= len(lines) <= 2
         for line in lines:
             words = line.split()
-            assert len(line) <= MAX_LINE_CHARS or len(words) == 1 or line.startswith(("[", "<v"))
+            assert len(line) <= SubtitleStyle().max_line_width or len(words) == 1 or line.startswith(("[", "<v"))
         previous_end = end
 
 

@@ -107,6 +107,20 @@ def test_submit_poll_done(http):
     assert http.get(f"/v1/jobs/{job['id']}/audio").content == JFK.read_bytes()
 
 
+def test_a_jobs_subtitles_follow_its_options_or_the_querys(http):
+    job = wait_done(http, submit(http, JFK, max_line_width="24", highlight_words="true")["id"])
+    assert job["status"] == "done" and job["options"]["max_line_width"] == 24
+    own = http.get(f"/v1/jobs/{job['id']}", params={"format": "srt"}).text
+    lines = [line for line in own.split("\n") if line and not line[0].isdigit()]
+    assert "<u>" in own and all(len(line.replace("<u>", "").replace("</u>", "")) <= 24 for line in lines), own
+    asked = http.get(f"/v1/jobs/{job['id']}", params={"format": "vtt", "max_line_count": "1",
+                                                     "highlight_words": "false"}).text
+    cues = asked.strip().split("\n\n")[1:]
+    assert "<u>" not in asked and cues and all(len(cue.split("\n")) == 2 for cue in cues), asked
+    assert_error(http.get(f"/v1/jobs/{job['id']}", params={"format": "srt", "max_line_width": "wide"}),
+                 400, "max_line_width")
+
+
 def test_events_arrive_in_order_and_end_with_the_result(http):
     job = submit(http, LONG_CLIP)
     events = read_events(http, job["id"])
@@ -173,6 +187,15 @@ def test_cancel_a_queued_job_and_delete_finished_ones(http, long_audio):
         ({"files": upload(JFK), "data": {"task": "translate"}}, 400, "task", "invalid_parameter"),
         ({"files": upload(JFK), "data": {"bogus": "1"}}, 400, "bogus", None),
         ({"files": upload(JFK), "data": {"model": "no-such-model"}}, 400, "model", "model_not_found"),
+        ({"files": upload(JFK), "data": {"callback_url": "file:///etc/passwd"}}, 400, "callback_url", None),
+        ({"files": upload(JFK), "data": {"callback_url": "gopher://example.com/"}}, 400, "callback_url", None),
+        ({"files": upload(JFK), "data": {"callback_url": "http://127.0.0.1:9/hook"}}, 400, "callback_url", None),
+        ({"files": upload(JFK), "data": {"callback_url": "http://localhost/hook"}}, 400, "callback_url", None),
+        ({"files": upload(JFK), "data": {"callback_url": "http://10.0.0.7/hook"}}, 400, "callback_url", None),
+        ({"files": upload(JFK), "data": {"callback_url": "http://169.254.169.254/latest"}}, 400, "callback_url",
+         None),
+        ({"files": upload(JFK), "data": {"callback_url": "http://[::ffff:192.168.0.1]/"}}, 400, "callback_url",
+         None),
     ],
 )
 def test_bad_submissions_are_4xx_naming_the_problem(http, request_args, status, param, code):
@@ -234,13 +257,16 @@ def test_cli_errors_are_one_line(server, tmp_path):
     assert offline.returncode == 1 and "cannot reach the server" in offline.stderr
 
 
-def test_jobs_need_the_api_key_when_one_is_set_but_the_page_does_not(tmp_path):
+def test_jobs_and_the_page_need_the_api_key_when_one_is_set(tmp_path):
     with run_server(tmp_path, "--api-key", "sesame", "--data-dir", str(tmp_path / "data")) as server, \
             httpx.Client(base_url=server.url, timeout=60) as client:
         assert_error(client.get("/v1/jobs"), 401, None, "invalid_api_key")
         assert_error(client.post("/v1/jobs", files=upload(JFK)), 401, None, "invalid_api_key")
-        assert client.get("/").status_code == 200 and client.get("/static/app.js").status_code == 200
+        assert_error(client.get("/"), 401, None, "invalid_api_key")
+        assert_error(client.get("/static/app.js"), 401, None, "invalid_api_key")
         keyed = {"Authorization": "Bearer sesame"}
+        assert client.get("/", headers=keyed).status_code == 200
+        assert client.get("/static/app.js", headers=keyed).status_code == 200
         job = client.post("/v1/jobs", files=upload(JFK), headers=keyed)
         assert job.status_code == 202
         events = client.get(f"/v1/jobs/{job.json()['id']}/events", headers=keyed, timeout=JOB_TIMEOUT_S)

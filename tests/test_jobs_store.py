@@ -210,3 +210,40 @@ def test_cancel_while_waiting_for_a_worker_slot_is_immediate_and_the_worker_carr
     cancelled, took, second = asyncio.run(scenario())
     assert cancelled.status == "cancelled" and took < 1.0
     assert second.status == "done" and second.result["text"] == "done"
+
+
+def _database_bytes(store: JobStore) -> bytes:
+    """Everything SQLite keeps on disk for the store: the database, its write-ahead log and its index."""
+    return b"".join(path.read_bytes() for path in store.data_dir.glob("jobs.sqlite3*"))
+
+
+def _finished_job(store: JobStore, secret: str):
+    job = store.add(_upload(store), filename=f"{secret}.wav", model="tiny.en", response_format="json",
+                    options=TranscribeOptions(language="en").to_dict())
+    store.claim(job.id)
+    store.progress(job.id, 5.0, 10.0)
+    text = f" the words {secret} said"
+    transcript = Transcript(text=text, language="en", duration=10.0, segments=[Segment(0, 0.0, 1.0, text)])
+    store.finish(job.id, "done", result=transcript.to_dict())
+    return job
+
+
+@pytest.mark.parametrize("how", ["delete", "expire"])
+def test_a_deleted_job_leaves_nothing_readable_in_the_database_files(tmp_path, how):
+    store = JobStore(tmp_path)
+    kept = _finished_job(store, "keptsecret")
+    gone = _finished_job(store, "gonesecret")
+    for _ in range(50):  # more jobs, so the deleted rows share pages with others and reach the log
+        _finished_job(store, "filler")
+    before = _database_bytes(store)
+    assert gone.id.encode() in before and b"gonesecret" in before  # the check below can fail
+    if how == "delete":
+        assert store.delete(gone.id)
+    else:
+        store._execute("UPDATE jobs SET finished_at = 0 WHERE id = ?", (gone.id,))
+        assert store.expire(1.0) == 1
+    after = _database_bytes(store)
+    assert gone.id.encode() not in after and b"gonesecret" not in after
+    assert kept.id.encode() in after and b"keptsecret" in after
+    assert store.get(kept.id).result["text"] == " the words keptsecret said"
+    store.close()

@@ -74,3 +74,20 @@ def test_list_models_names_what_each_is(isolated_cache):
     assert listed["tiny.en"].source == "embedded" and listed["tiny.en"].size_bytes > 10_000_000
     if models.base_parts_installed():
         assert listed["base"].multilingual
+
+
+def test_a_model_directory_in_the_cache_is_listed_and_resolved_by_its_name(isolated_cache):
+    target = isolated_cache / "models" / "my-model"
+    shutil.copytree(models.embedded_model_path(), target)
+    assert "my-model" in {m.name for m in models.list_models()}
+    info = models.resolve_model("my-model")
+    assert info.source == "local" and info.path == str(target)
+
+
+def test_cached_hub_models_are_listed_without_a_download(isolated_cache, monkeypatch):
+    target = isolated_cache / "hub-small"
+    shutil.copytree(models.embedded_model_path(), target)
+    monkeypatch.setattr(models, "hub_cached", lambda name: target if name == "small.en" else None)
+    listed = {m.name: m for m in models.list_models()}
+    assert listed["small.en"].source == "hub" and listed["small.en"].path == str(target)
+    assert "medium" not in listed

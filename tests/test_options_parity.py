@@ -32,9 +32,12 @@ from amanuensis.server.params import Form, parse_params
 
 from .server_fixtures import SHORT_CLIP, RunningServer, run_server, upload
 
-GOOD = {"bool": None, "int": "2", "str": "de", "choice": "translate", "temperature": "0.3",
+GOOD = {"bool": None, "int": "2", "float": "3.5", "str": "de", "choice": "translate", "temperature": "0.3",
         "speakers": "alice=data:audio/wav;base64,UklGRiQAAABXQVZF"}
 """A valid value that differs from the default, per kind (bool: the opposite of the default)."""
+GOOD_BY_NAME = {"prompt": "Ask not what your country can do for you.", "max_line_width": "32", "max_line_count": "3",
+                "max_chars_per_second": "15.5", "vad_threshold": "0.35"}
+"""Where the kind's value is outside an option's bounds or equals its default."""
 BAD = {
     "language": ["xx"],
     "task": ["sideways"],
@@ -46,6 +49,15 @@ BAD = {
     "enable_diarization": ["perhaps"],
     "min_speakers": ["0", "two"],
     "max_speakers": ["-1", "many"],
+    "vad_threshold": ["0", "1", "1.5", "nan", "high"],
+    "vad_min_silence_ms": ["-1", "10001", "0.5s"],
+    "vad_speech_pad_ms": ["-5", "2001", "wide"],
+    "max_line_width": ["9", "101", "wide"],
+    "max_line_count": ["0", "4", "2.5"],
+    "max_words_per_line": ["0", "101"],
+    "max_cue_seconds": ["0.5", "61", "nan", "long"],
+    "max_chars_per_second": ["0", "101", "inf"],
+    "highlight_words": ["karaoke"],
     "known_speakers": ["alice", "=data:audio/wav;base64,UklG", "alice=clip.wav", "alice=data:audio/wav;base64,U!"],
 }
 """Values every door must refuse, naming the option (prompt takes any text)."""
@@ -57,9 +69,7 @@ TINY = resolve_model(None)
 def good_text(option: Option) -> str:
     if option.kind == "bool":
         return "false" if option.default else "true"
-    if option.name == "prompt":
-        return "Ask not what your country can do for you."
-    return GOOD[option.kind]
+    return GOOD_BY_NAME.get(option.name, GOOD[option.kind])
 
 
 def expected(option: Option, text: str):

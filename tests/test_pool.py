@@ -49,3 +49,114 @@ def test_with_no_realtime_workers_sessions_decode_on_the_workers_replicas(worker
     info = pool.default.info
     assert [pool.get(info, slot, live=True) for slot in range(2)] == [pool.replicas[s % workers] for s in range(2)]
     assert len(loads.threads) == workers
+
+
+class _Model:
+    """A stand-in transcriber (weak-referenceable, so a test can see that nothing keeps it)."""
+
+    def __init__(self, info: ModelInfo) -> None:
+        self.info = info
+
+
+def _info(name: str, mib: float = 1.0) -> ModelInfo:
+    return ModelInfo(name=name, path=f"/models/{name}", multilingual=True, n_mels=80,
+                     size_bytes=int(mib * 2**20), source="hub")
+
+
+def _on_demand(**settings: object) -> ModelPool:
+    pool = ModelPool(ServerSettings(batch_wait_ms=0, realtime_workers=0, **settings),
+                     factory=lambda model, **_: _Model(model if isinstance(model, ModelInfo) else _info(model)))
+    pool.load_default()
+    return pool
+
+
+def _loaded(pool: ModelPool) -> list[str]:
+    return [info.name for info in pool.loaded_models()]
+
+
+def test_an_explicit_load_past_max_models_is_refused_a_request_makes_room_from_idle_models():
+    from amanuensis.errors import ModelConflictError
+
+    pool = _on_demand(max_models=3)
+    a, b, c = _info("a"), _info("b"), _info("c")
+    pool.load(a)
+    pool.load(b)
+    assert pool.load(pool.default.info) is None and _loaded(pool) == ["tiny.en", "a", "b"]
+    with pytest.raises(ModelConflictError) as refused:
+        pool.load(c)
+    assert refused.value.http_status == 409 and refused.value.code == "model_limit"
+    pool.get(b, 0)  # b used last: a is the least recently used
+    assert pool.get(c, 0).info.name == "c" and _loaded(pool) == ["tiny.en", "b", "c"]
+    with pool.using(b, 0), pool.using(c, 0), pytest.raises(ModelConflictError, match="in use"):
+        pool.get(a, 0)  # every other model is busy: nothing to unload
+    assert _loaded(pool) == ["tiny.en", "b", "c"]
+
+
+def test_unload_frees_every_reference_and_refuses_the_default_and_models_in_use():
+    import gc
+    import weakref
+
+    from amanuensis.errors import ModelConflictError, ModelError
+
+    pool = _on_demand(max_models=2)
+    a = _info("a")
+    kept = weakref.ref(pool.load(a).transcriber)
+    with pytest.raises(ModelConflictError) as pinned:
+        pool.unload(pool.default.info)
+    assert pinned.value.code == "model_pinned"
+    with pool.using(a, 0), pytest.raises(ModelConflictError) as busy:
+        pool.unload(a)
+    assert busy.value.code == "model_in_use"
+    pool.hold("session-1", a, 0)
+    with pytest.raises(ModelConflictError):
+        pool.unload(a)
+    pool.release("session-1")
+    assert pool.unload(a) >= 0 and _loaded(pool) == ["tiny.en"]
+    gc.collect()
+    assert kept() is None, "the pool still refers to the unloaded model"
+    with pytest.raises(ModelError, match="not loaded"):
+        pool.unload(a)
+
+
+def test_idle_models_unload_after_the_ttl_but_not_while_a_session_holds_them():
+    import time
+
+    pool = _on_demand(max_models=3, model_ttl=10)
+    a, b = _info("a"), _info("b")
+    pool.load(a)
+    pool.load(b)
+    pool.hold("session-1", b, 0)
+    now = time.monotonic()
+    assert pool.unload_idle(now + 5) == [] and pool.states()["/models/a"]["unload_in_s"] > 0
+    assert pool.unload_idle(now + 11) == ["a"]
+    pool.release("session-1")
+    assert pool.unload_idle(time.monotonic() + 11) == ["b"] and _loaded(pool) == ["tiny.en"]
+    assert _on_demand(model_ttl=0).unload_idle(now + 1e6) == []
+
+
+def test_a_load_past_the_memory_limit_or_the_hosts_memory_is_refused(monkeypatch):
+    from amanuensis.errors import ModelMemoryError
+    from amanuensis.server import pool as pool_module
+
+    pool = _on_demand(max_models=4, max_model_memory_mb=100)
+    pool.default_memory = 40 * 2**20
+    pool.load(_info("small", 50))
+    with pytest.raises(ModelMemoryError) as refused:
+        pool.load(_info("large", 20))  # 40 + 50 + 20 > 100
+    assert refused.value.http_status == 507 and refused.value.code == "insufficient_memory"
+    assert pool.get(_info("large", 20), 0).info.name == "large"  # a request unloads the idle one first
+    monkeypatch.setattr(pool_module, "available_bytes", lambda: 30 * 2**20)
+    with pytest.raises(ModelMemoryError, match="available"):
+        _on_demand(max_models=4).load(_info("huge", 500))
+
+
+def test_on_ray_the_ingress_refuses_to_load_another_model_itself():
+    from amanuensis.errors import ModelError
+    from amanuensis.server.ray_serve import RayModelPool
+
+    pool = RayModelPool(ServerSettings(batch_wait_ms=0), handle=None)
+    pool.replicas = [_Model(_info("tiny.en"))]
+    assert pool.load(_info("tiny.en")) is None
+    with pytest.raises(ModelError, match="not served here"):
+        pool.load(_info("base"))
+    assert pool.loaded_models() == [_info("tiny.en")]

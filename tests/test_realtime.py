@@ -24,7 +24,7 @@ from .server_fixtures import DATA, JFK, RunningServer, run_server
 KEY = "realtime-test-key"
 IDLE_S = 4
 LJ = DATA / "TTS" / "LJ001-0001.wav"  # 9.7 s of clean read speech
-DEV_WER = 0.18  # the dev set's WER offline (README: 15.99 % one order, 17.68 % over six)
+DEV_WER = 0.18  # offline WER of the dev clips streamed (docs/benchmarks.md, Realtime: 16-20 %)
 COMPLETED = "conversation.item.input_audio_transcription.completed"
 DELTA = "conversation.item.input_audio_transcription.delta"
 REFERENCES = read_references(DATA / "transcripts.tsv")

@@ -286,22 +286,24 @@ def test_agreement_carries_over_one_word_read_two_ways():
         "I'm talking pretty fast hear there's nothing going on")
 
 
-def test_realtime_is_a_declared_door_for_language_and_prompt():
+def test_realtime_is_a_declared_door_for_language_prompt_and_hotwords():
     from dataclasses import fields
 
     from amanuensis.options import REALTIME, exposed
     from amanuensis.server.realtime.protocol import Transcription
 
     names = {option.name for option in exposed(REALTIME)}
-    assert names == {"language", "prompt"}
+    assert names == {"language", "prompt", "hotwords"}
     assert names <= set(Transcription.model_fields) and names <= {f.name for f in fields(SessionConfig)}
     event = parse_event(json.dumps({"type": "session.update", "session": {"type": "transcription", "audio": {
-        "input": {"transcription": {"language": "EN", "prompt": "  Kennedy, Americans.  "}}}}}))
+        "input": {"transcription": {"language": "EN", "prompt": "  Kennedy, Americans.  ", "hotwords": "JFK"}}}}}))
     config, _ = apply_update(SessionConfig(), event)
     assert (config.language, config.prompt) == ("en", "Kennedy, Americans.")  # taken as the other doors take them
+    assert config.hotwords == "JFK"
     final = transcribe_options(config, partial=False)
     partial = transcribe_options(config, partial=True, prompt="ask not")
     assert (final.language, final.initial_prompt) == ("en", "Kennedy, Americans.")
+    assert final.hotwords == partial.hotwords == "JFK"  # every decode of the session leads with them
     assert final.word_timestamps and final.vad_filter and final.beam_size == 5 and final.temperature == 0.0
     assert partial.initial_prompt == "ask not" and not partial.word_timestamps and not partial.vad_filter
     assert partial.beam_size == 1

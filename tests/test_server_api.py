@@ -108,6 +108,19 @@ def test_transcribe_every_response_format(http, fmt, media, check):
     assert check(response.text), response.text[:300]
 
 
+def test_subtitle_options_shape_the_answer(http):
+    srt = http.post("/transcribe", files=upload(JFK),
+                    data={"response_format": "srt", "max_line_width": "20", "max_words_per_line": "3"}).text
+    lines = [line for block in srt.strip().split("\n\n") for line in block.split("\n")[2:]]
+    assert lines and all(len(line) <= 20 and len(line.split()) <= 3 for line in lines), srt
+    vtt = http.post("/v1/audio/transcriptions", files=upload(JFK),
+                    data={"response_format": "vtt", "max_cue_seconds": "3"}).text
+    times = re.findall(r"(\d\d):(\d\d)\.(\d{3}) --> \d\d:(\d\d):(\d\d)\.(\d{3})", vtt)
+    durations = [(int(m2) * 60 + int(s2) + int(ms2) / 1000) - (int(m1) * 60 + int(s1) + int(ms1) / 1000)
+                 for m1, s1, ms1, m2, s2, ms2 in times]
+    assert len(durations) >= 4 and max(durations) <= 3.0, vtt
+
+
 def test_openai_client_json_and_text_formats(openai_client):
     with open(JFK, "rb") as audio:
         result = openai_client.audio.transcriptions.create(model="whisper-1", file=audio)

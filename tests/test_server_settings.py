@@ -56,7 +56,8 @@ def test_threads_are_split_between_workers():
     assert ServerSettings(workers=2, cpu_threads=3).threads_per_worker() == 3
 
 
-@pytest.mark.parametrize("field", [{"workers": 0}, {"port": 70000}, {"max_upload_mb": 0}, {"log_format": "xml"}])
+@pytest.mark.parametrize("field", [{"workers": 0}, {"port": 70000}, {"max_upload_mb": 0}, {"log_format": "xml"},
+                                   {"header_timeout": 0}])
 def test_invalid_values_are_refused(field):
     with pytest.raises(ValidationError):
         ServerSettings(**field)

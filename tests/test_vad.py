@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -81,3 +83,44 @@ def test_block_wise_scoring_matches_one_call_of_faster_whispers_vad():
 def test_very_short_audio_is_scored(seconds):
     samples = np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)
     assert len(default_vad().probabilities(samples)) == -(-len(samples) // FRAME_SAMPLES)
+
+
+def test_a_requests_threshold_changes_the_regions_found_on_real_speech():
+    samples = decode_audio(JFK)
+    default = detect_speech(samples, VadOptions())
+    strict = detect_speech(samples, VadOptions(threshold=0.9))
+    assert len(default.regions) == 1
+    assert strict.regions != default.regions and strict.speech_seconds < default.speech_seconds
+
+
+def test_a_requests_silence_and_padding_change_the_regions_around_a_pause():
+    speech = decode_audio(JFK)
+    pause = np.zeros(int(1.5 * SAMPLE_RATE), dtype=np.float32)  # JFK, 1.5 s of silence, JFK again
+    samples = np.concatenate([speech, pause, speech])
+    split = detect_speech(samples, VadOptions())  # a pause of 1 s or more splits
+    assert len(split.regions) == 2
+    assert len(detect_speech(samples, VadOptions(min_silence_ms=2000)).regions) == 1
+    unpadded = detect_speech(samples, VadOptions(speech_pad_ms=0))
+    assert len(unpadded.regions) == 2 and unpadded.speech_seconds < split.speech_seconds - 0.3
+
+
+def test_the_vad_options_reach_the_vad_of_both_modes(transcriber, monkeypatch):
+    """Each mode's VAD gets exactly the request's settings; unset, exactly its own defaults."""
+    from amanuensis.asr import batched
+    from amanuensis.options import TranscribeOptions
+
+    seen: list = []
+    real_detect = batched.detect_speech
+    monkeypatch.setattr(batched, "detect_speech", lambda s, options, vad: seen.append(options) or real_detect(
+        s, options, vad))
+    real_transcribe = transcriber.whisper.transcribe
+    monkeypatch.setattr(transcriber.whisper, "transcribe", lambda *a, **kw: seen.append(kw["vad_parameters"])
+                        or real_transcribe(*a, **kw))
+    samples = decode_audio(JFK)
+    asked = TranscribeOptions(vad_threshold=0.9, vad_min_silence_ms=300, vad_speech_pad_ms=100)
+    for mode in ("batched", "sequential"):
+        transcriber.transcribe(samples, TranscribeOptions(mode=mode))
+        transcriber.transcribe(samples, replace(asked, mode=mode))
+    assert seen == [VadOptions(), VadOptions(threshold=0.9, min_silence_ms=300, speech_pad_ms=100), {},
+                    {"threshold": 0.9, "min_silence_duration_ms": 300, "speech_pad_ms": 100}]
+    assert asked.vad_settings() == {"threshold": 0.9, "min_silence_ms": 300, "speech_pad_ms": 100}

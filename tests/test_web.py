@@ -113,6 +113,17 @@ def test_upload_transcribe_seek_download(page, server, tmp_path):
     cues = parse_srt(Path(download.value.path()).read_text(encoding="utf-8"))
     assert set(words(" ".join(c[2] for c in cues))) >= JFK_WORDS
 
+    # the subtitle style fields shape the download: 20 characters a line, each word underlined as said
+    page.click("#subtitle-style summary")
+    page.fill("#max-line-width", "20")
+    page.check("#highlight-words")
+    with page.expect_download() as download:
+        page.click("button.download[data-format='vtt']")
+    vtt = Path(download.value.path()).read_text(encoding="utf-8")
+    texts = [line for block in vtt.strip().split("\n\n")[1:] for line in block.split("\n")[1:]]
+    assert texts and all(len(re.sub(r"</?u>", "", line)) <= 20 for line in texts), vtt
+    assert sum("<u>" in line for line in texts) >= len(JFK_WORDS), vtt
+
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator(".word", has_text="fellow").first.click()  # a highlighted word in the screenshot
     page.screenshot(path=str(ARTIFACTS / "web-page.png"), full_page=True)
@@ -176,3 +187,46 @@ def test_transcript_appears_segment_by_segment_with_live_progress(page, tmp_path
     assert live, seen  # segments were shown while the job still ran
     assert 0 < live[0]["percent"] < 100 or len({s["segments"] for s in live}) > 1, seen
     assert page.locator("#transcript .segment").count() >= 4
+
+
+PAGE_KEY = "page-key;1"  # a character a cookie cannot hold bare
+
+
+def enter_key(page, key: str) -> None:
+    """Answer the key form a server with API keys shows in place of the page, and wait for the page."""
+    page.fill("#key", key)
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("#job-form", timeout=30_000)
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory) -> RunningServer:
+    workdir = tmp_path_factory.mktemp("web-keyed-server")
+    with run_server(workdir, "--api-key", PAGE_KEY, "--batch-size", "1") as running:
+        yield running
+
+
+def test_with_a_key_the_page_asks_for_it_then_works(browser, keyed_server):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("requestfailed", lambda request: errors.append(f"request failed: {request.url}"))
+    first = page.goto(keyed_server.url + "/")
+    assert first.status == 401 and page.locator("#job-form").count() == 0
+    assert httpx.get(f"{keyed_server.url}/static/app.js").status_code == 401
+    page.fill("#key", "wrong")
+    page.click("#key-form button[type=submit]")
+    page.wait_for_function("document.getElementById('key-error').textContent === 'Wrong key.'")
+
+    enter_key(page, PAGE_KEY)  # then the page's API calls and live mode send it
+    page.wait_for_function(f"document.getElementById('api-key').value === {PAGE_KEY!r}")
+    page.wait_for_function("document.querySelector('#model option[value=\"tiny.en\"]') !== null")
+    page.set_input_files("#file-input", str(JFK))
+    page.click("#submit-button")
+    wait_finished(page)
+    assert set(words(page.inner_text("#transcript"))) >= JFK_WORDS
+    assert page.request.get(keyed_server.url + "/openapi.json").status == 200  # the cookie opens the docs
+    assert page.request.get(keyed_server.url + "/v1/models").status == 401  # but not the API
+    context.close()
+    assert not errors, errors

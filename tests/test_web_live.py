@@ -13,7 +13,7 @@ from amanuensis.audio import decode_audio
 from amanuensis.evaluation import read_references, word_error_rate
 
 from .server_fixtures import DATA, RunningServer, run_server, write_wav
-from .test_web import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from .test_web import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, enter_key
 
 KEY = "live-page-key"
 CLIP = DATA / "TTS" / "LJ001-0001.wav"  # 9.7 s
@@ -55,6 +55,7 @@ def page(server, microphone):
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(server.url + "/")
+        enter_key(page, KEY)
         yield page
         context.close()
         browser.close()

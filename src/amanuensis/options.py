@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .asr.decoding import DecodeSettings
+from .asr.vad import VadOptions
 from .errors import OptionsError
+from .subtitles import SubtitleStyle
 
 if TYPE_CHECKING:
     from .models import ModelInfo
@@ -47,15 +49,15 @@ class Option:
     name: str
     """The form field, the error `param` and (with dashes) the command-line flag."""
     kind: str
-    """bool, int, str, choice, temperature or speakers (NAME=REFERENCE pairs, one per value)."""
+    """bool, int, float, str, choice, temperature or speakers (NAME=REFERENCE pairs, one per value)."""
     default: Any
     help: str
     doors: tuple[str, ...] = FILE_DOORS
     attribute: str = ""
     """The TranscribeOptions field (default: `name`)."""
     choices: tuple[str, ...] = ()
-    minimum: int | None = None
-    maximum: int | None = None
+    minimum: float | None = None
+    maximum: float | None = None
     flag: str = ""
     """The command-line flag (default: --name-with-dashes)."""
     door_defaults: tuple[tuple[str, Any], ...] = ()
@@ -87,6 +89,11 @@ class Option:
                 value: Any = int(text)
             except ValueError:
                 raise OptionsError(f"{self.name} must be a whole number, not {text!r}", self.name) from None
+        elif self.kind == "float":
+            try:
+                value = float(text)
+            except ValueError:
+                raise OptionsError(f"{self.name} must be a number, not {text!r}", self.name) from None
         elif self.kind == "temperature":
             value = _temperatures(self.name, text)
         elif self.kind == "choice":
@@ -103,10 +110,10 @@ class Option:
             return value
         if self.choices and value not in self.choices:
             raise OptionsError(f"{self.name} must be one of {', '.join(self.choices)}, not {value!r}", self.name)
-        if self.kind == "int":
+        if self.kind in ("int", "float"):
             low = -math.inf if self.minimum is None else self.minimum
             high = math.inf if self.maximum is None else self.maximum
-            if not low <= value <= high:
+            if not low <= value <= high:  # False for NaN too
                 bounds = f"between {self.minimum} and {self.maximum}" if self.maximum else f"at least {self.minimum}"
                 raise OptionsError(f"{self.name} must be {bounds}, not {value}", self.name)
         if self.kind == "speakers":
@@ -176,6 +183,8 @@ def temperature_schedule(value: float | Sequence[float]) -> tuple[float, ...]:
 
 
 _SPEAKER_DOORS = (CLI, NATIVE, JOBS)
+_STYLE = SubtitleStyle()
+_VAD = VadOptions()
 
 OPTIONS: tuple[Option, ...] = (
     Option("language", "str", None, "language code (en, de, …); detected when omitted", lowercase=True,
@@ -184,12 +193,21 @@ OPTIONS: tuple[Option, ...] = (
            "the OpenAI routes take it from the path", choices=TASKS, doors=(CLI, NATIVE, JOBS)),
     Option("prompt", "str", None, "initial prompt: vocabulary, names, spelling, style", attribute="initial_prompt",
            doors=(*FILE_DOORS, REALTIME)),
+    Option("hotwords", "str", None, "names and terms the decoder should prefer (they lead every window's "
+           "prompt, as faster-whisper's hotwords)", doors=(*FILE_DOORS, REALTIME)),
     Option("temperature", "temperature", DEFAULT_TEMPERATURES,
            "sampling temperature 0-1: 0 decodes greedily and falls back to higher temperatures where a result "
            "fails Whisper's checks; above 0, that temperature alone; or a comma-separated schedule"),
     Option("beam_size", "int", 5, "beams searched at temperature 0 (1 = greedy; a server-side cost, so "
            "not a per-request option over HTTP)", doors=(CLI,), minimum=1, maximum=20),
     Option("vad_filter", "bool", True, "skip non-speech found by voice activity detection (Silero VAD)"),
+    Option("vad_threshold", "float", None, "speech probability (0.01-0.99) from which the VAD hears speech "
+           f"(unset: {_VAD.threshold}); lower keeps quieter speech, higher drops more noise",
+           minimum=0.01, maximum=0.99),
+    Option("vad_min_silence_ms", "int", None, "a pause this long (ms) ends a stretch of speech "
+           f"(unset: {_VAD.min_silence_ms}; sequential mode: faster-whisper's 2000)", minimum=0, maximum=10_000),
+    Option("vad_speech_pad_ms", "int", None, f"audio kept (ms) each side of speech (unset: {_VAD.speech_pad_ms})",
+           minimum=0, maximum=2_000),
     Option("word_timestamps", "bool", True, "time every word (OpenAI routes: timestamp_granularities[]=word, "
            "off unless asked)", doors=(CLI, NATIVE, JOBS), door_defaults=((OPENAI, False),)),
     Option("multilingual", "bool", False, "detect the language of every window (multilingual models)"),
@@ -207,10 +225,24 @@ OPTIONS: tuple[Option, ...] = (
            minimum=1, maximum=20),
     Option("condition_on_previous_text", "bool", True, "prompt each chunk with the text before it "
            "(library only)", doors=()),
+    Option("max_line_width", "int", _STYLE.max_line_width, "srt/vtt: characters a subtitle line holds at most",
+           minimum=10, maximum=100),
+    Option("max_line_count", "int", _STYLE.max_line_count, "srt/vtt: lines a subtitle cue holds at most",
+           minimum=1, maximum=3),
+    Option("max_words_per_line", "int", _STYLE.max_words_per_line, "srt/vtt: words a subtitle line holds at most",
+           minimum=1, maximum=100),
+    Option("max_cue_seconds", "float", _STYLE.max_cue_seconds, "srt/vtt: seconds a cue stays on screen at most",
+           minimum=1, maximum=60),
+    Option("max_chars_per_second", "float", _STYLE.max_chars_per_second, "srt/vtt: reading speed a cue is held "
+           "on screen for, where the next cue leaves time", minimum=1, maximum=100),
+    Option("highlight_words", "bool", _STYLE.highlight_words, "srt/vtt: one entry per word said, that word "
+           "underlined (karaoke; needs word_timestamps)"),
     Option("mode", "choice", "batched", "batched (VAD chunks decoded in lanes) or sequential (window by "
            "window; used for streamed answers)", choices=MODES, doors=()),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
+SUBTITLE_FIELDS = tuple(f.name for f in dataclasses.fields(SubtitleStyle))
+"""The options that shape srt and vtt answers only (they also apply when a job's subtitles are fetched)."""
 BY_FIELD = {option.field: option for option in OPTIONS}
 
 
@@ -229,14 +261,24 @@ class TranscribeOptions:
     best_of: int = 5
     temperature: float | Sequence[float] = DEFAULT_TEMPERATURES
     initial_prompt: str | None = None
+    hotwords: str | None = None
     condition_on_previous_text: bool = True
     vad_filter: bool = True
+    vad_threshold: float | None = None
+    vad_min_silence_ms: int | None = None
+    vad_speech_pad_ms: int | None = None
     word_timestamps: bool = False
     """Off for library callers (word alignment costs time); every door turns it on (see OPTIONS)."""
     multilingual: bool = False
     diarize: bool = False
     min_speakers: int | None = None
     max_speakers: int | None = None
+    max_line_width: int = _STYLE.max_line_width
+    max_line_count: int = _STYLE.max_line_count
+    max_words_per_line: int | None = _STYLE.max_words_per_line
+    max_cue_seconds: float = _STYLE.max_cue_seconds
+    max_chars_per_second: float = _STYLE.max_chars_per_second
+    highlight_words: bool = _STYLE.highlight_words
     known_speakers: tuple[tuple[str, str], ...] = ()
     """(name, audio clip as a data URL) of each voice to label by name."""
     mode: str = "batched"
@@ -285,10 +327,21 @@ class TranscribeOptions:
         """The temperature schedule as a tuple (see temperature_schedule)."""
         return temperature_schedule(self.temperature)
 
+    def vad_settings(self) -> dict[str, float]:
+        """The VAD settings this request changes, by VadOptions field (unset options keep the VAD's own)."""
+        given = {"threshold": self.vad_threshold, "min_silence_ms": self.vad_min_silence_ms,
+                 "speech_pad_ms": self.vad_speech_pad_ms}
+        return {name: value for name, value in given.items() if value is not None}
+
+    def subtitle_style(self) -> SubtitleStyle:
+        """The style guide srt and vtt answers are written to."""
+        return SubtitleStyle(**{name: getattr(self, name) for name in SUBTITLE_FIELDS})
+
     def decode_settings(self) -> DecodeSettings:
         """The typed settings the engine decodes with."""
         return dataclasses.replace(self.decoding, beam_size=self.beam_size, best_of=self.best_of,
-                                   temperatures=self.temperatures, word_timestamps=self.word_timestamps)
+                                   temperatures=self.temperatures, word_timestamps=self.word_timestamps,
+                                   hotwords=self.hotwords)
 
     def to_dict(self) -> dict[str, Any]:
         """The declared options as plain JSON (what a job stores)."""

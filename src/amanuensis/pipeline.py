@@ -13,7 +13,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, AudioSource, decode_audio
 from .errors import ModelError, OptionsError
-from .models import resolve_model
+from .models import ModelInfo, resolve_model
 from .options import DEFAULT_TEMPERATURES, MODES, TASKS, TranscribeOptions
 from .transcript import Segment, Transcript, Word
 
@@ -32,6 +32,10 @@ DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16",
                  "bfloat16", "float32")
 """CTranslate2 compute types (auto: int8 on CPU, float16 on CUDA)."""
+
+_FASTER_WHISPER_VAD = {"threshold": "threshold", "min_silence_ms": "min_silence_duration_ms",
+                       "speech_pad_ms": "speech_pad_ms"}
+"""Our VadOptions fields by the name faster-whisper's VadOptions gives them (sequential mode)."""
 
 __all__ = ["DEFAULT_TEMPERATURES", "MODES", "TASKS", "TranscribeOptions", "Transcriber", "transcribe"]
 
@@ -90,7 +94,7 @@ class Transcriber:
 
     def __init__(
         self,
-        model: str | None = None,
+        model: str | ModelInfo | None = None,
         device: str = "auto",
         compute_type: str = "auto",
         cpu_threads: int | None = None,
@@ -104,7 +108,7 @@ class Transcriber:
         if compute_type not in COMPUTE_TYPES:
             raise OptionsError(f"compute_type must be one of {', '.join(COMPUTE_TYPES)}, not {compute_type!r}",
                                "compute_type")
-        self.info = resolve_model(model)
+        self.info = model if isinstance(model, ModelInfo) else resolve_model(model)
         self.device = device
         compute_type = default_compute_type(device) if compute_type == "auto" else compute_type
         worker_threads, decoders = cpu_layout(cpu_threads or default_cpu_threads(), device)
@@ -219,8 +223,10 @@ class Transcriber:
             best_of=options.best_of,
             temperature=list(options.temperatures),
             initial_prompt=options.initial_prompt,
+            hotwords=options.hotwords,
             condition_on_previous_text=options.condition_on_previous_text,
             vad_filter=options.vad_filter,
+            vad_parameters={_FASTER_WHISPER_VAD[name]: value for name, value in options.vad_settings().items()},
             word_timestamps=options.word_timestamps,
             multilingual=options.multilingual and self.info.multilingual,
         )

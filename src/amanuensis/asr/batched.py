@@ -18,12 +18,23 @@ import numpy as np
 
 from ..constants import SAMPLE_RATE
 from ..transcript import Segment, Word
-from .chunking import CHUNK_SAMPLES, Chunk, ends_in_speech, next_chunk, plan_lanes, split_lanes, split_long_regions
+from .chunking import (
+    CHUNK_SAMPLES,
+    Chunk,
+    ends_in_speech,
+    next_chunk,
+    pause_scores,
+    plan_lanes,
+    split_lanes,
+    split_long_regions,
+)
 from .decoding import Decoded, DecodeSettings, looping_segment
 from .engine import ChunkJob, WhisperEngine
+from .nonspeech import made_up
 from .segments import _is_loop, is_skip, split_by_timestamps, take_words
-from .speech_time import speech_seconds, trim_span, trim_word
+from .speech_time import speech_seconds, trim_span
 from .vad import FRAME_SAMPLES, SileroVad, VadOptions, default_vad, detect_speech, regions_from_probs
+from .word_timing import place_word
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +66,9 @@ class _Context:
 
     samples: np.ndarray
     probs: np.ndarray
+    silero: np.ndarray
+    pauses: np.ndarray
+    """Where to cut a chunk (chunking.pause_scores)."""
     tokenizer: object
     settings: DecodeSettings
     condition: bool
@@ -100,19 +114,23 @@ class BatchedTranscriber:
         """The typed DecodeSettings of a TranscribeOptions, seeking past loops as this transcriber does."""
         return replace(options.decode_settings(), seek_past_loops_after=self.min_advance_seconds)
 
-    def plan(self, samples: np.ndarray, vad_filter: bool = True, speech_scores: np.ndarray | None = None
-             ) -> tuple[list[tuple[int, int]], np.ndarray]:
-        """Regions of at most 30 s cut at pauses (speech only with `vad_filter`) and the frame speech scores:
-        the VAD's, or `speech_scores` (one per 512-sample frame) where the caller has them already (a
-        realtime session's live VAD), so the VAD does not run again."""
+    def plan(self, samples: np.ndarray, vad_filter: bool = True, speech_scores: np.ndarray | None = None,
+             vad_options: VadOptions | None = None) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
+        """Regions of at most 30 s cut at pauses (speech only with `vad_filter`), the frame speech scores
+        that planned them, and Silero's own scores before the energy gate (which judge word times and
+        made-up text): the VAD's, or `speech_scores` (one per 512-sample frame, serving as both) where the
+        caller has them already (a realtime session's live VAD), so the VAD does not run again.
+        `vad_options` replace this transcriber's for one call."""
+        vad_options = vad_options or self.vad_options
         if speech_scores is None:
-            result = detect_speech(samples, self.vad_options, self._vad or default_vad())
+            result = detect_speech(samples, vad_options, self._vad or default_vad())
             probs, speech = result.probs, result.regions
+            silero = probs if result.silero is None else result.silero
         else:
-            probs = speech_scores
-            speech = regions_from_probs(probs, len(samples), self.vad_options) if vad_filter else []
+            probs = silero = speech_scores
+            speech = regions_from_probs(probs, len(samples), vad_options) if vad_filter else []
         regions = speech if vad_filter else [(0, len(samples))]
-        return split_long_regions(regions, probs), probs
+        return split_long_regions(regions, pause_scores(probs, silero)), probs, silero
 
     def transcribe(
         self,
@@ -128,13 +146,16 @@ class BatchedTranscriber:
         before = dict(self.engine.stats.seconds)
         counted = dict(self.engine.stats.counts)
         duration = len(samples) / SAMPLE_RATE
-        regions, probs = self.plan(samples, options.vad_filter, speech_scores)
+        regions, probs, silero = self.plan(samples, options.vad_filter, speech_scores,
+                                           replace(self.vad_options, **options.vad_settings()))
         vad_s = time.perf_counter() - started
         settings = self.settings(options)
         language, probability = self._language(samples, regions, options)
         context = _Context(
             samples=samples,
             probs=probs,
+            silero=silero,
+            pauses=pause_scores(probs, silero),
             tokenizer=self.engine.tokenizer(options.task, language),
             settings=settings,
             condition=options.condition_on_previous_text,
@@ -194,7 +215,7 @@ class BatchedTranscriber:
             active, chunks = [], []
             for i, lane in enumerate(lanes):
                 room = limits[i] or CHUNK_SAMPLES
-                chunk = next_chunk(lane, positions[i], ctx.probs, room) if positions[i] is not None else None
+                chunk = next_chunk(lane, positions[i], ctx.pauses, room) if positions[i] is not None else None
                 if chunk is None:
                     positions[i] = None
                     continue
@@ -205,7 +226,7 @@ class BatchedTranscriber:
                 break
             jobs = [ChunkJob(chunk.audio(ctx.samples),
                              self.engine.prompt(ctx.tokenizer, history[i] if ctx.condition else ctx.initial,
-                                                ctx.settings.without_timestamps),
+                                                ctx.settings.without_timestamps, ctx.settings.hotwords),
                              ctx.settings, detect_language=ctx.per_language)
                     for i, chunk in zip(active, chunks, strict=True)]
             if self.shared_window and jobs:
@@ -272,7 +293,7 @@ class BatchedTranscriber:
             # between a loop near the chunk's start and that minimal step is reported, not left out
             start = pieces[loop][0]
             covered = min(chunk.duration, max(start, self.min_advance_seconds))
-            if speech_seconds(ctx.probs, chunk, start, covered) >= TAIL_SPEECH_SECONDS:
+            if speech_seconds(ctx.silero, chunk, start, covered) >= TAIL_SPEECH_SECONDS:
                 given_up = (start, covered)
             pieces, kept = pieces[:loop], []
         skip = next((k for k, piece in enumerate(pieces)
@@ -301,7 +322,7 @@ class BatchedTranscriber:
         if given_up:
             out.append(self._segment(chunk, decoded, ctx, given_up, [], UNINTELLIGIBLE,
                                      [] if ctx.settings.word_timestamps else None))
-        return out, covered, kept, None
+        return [s for s in out if not made_up(s, ctx.silero, ctx.settings)], covered, kept, None
 
     @staticmethod
     def _segment(chunk: Chunk, decoded: Decoded, ctx: _Context, span: tuple[float, float], tokens: list[int],
@@ -320,7 +341,7 @@ class BatchedTranscriber:
             language=decoded.language[0] if decoded.language else ctx.language,
         )
         if words is not None:
-            segment.words = [Word(w["word"], *trim_word(ctx.probs, *chunk.span_to_original(w["start"], w["end"])),
+            segment.words = [Word(w["word"], *place_word(ctx.silero, *chunk.span_to_original(w["start"], w["end"])),
                                   probability=round(w["probability"], 4)) for w in words]
         if segment.words:
             segment.start = max(segment.start, min(segment.words[0].start, segment.end))

@@ -104,6 +104,16 @@ def ends_in_speech(regions: list[tuple[int, int]], sample: int) -> bool:
     return (sample == end and following == sample) or (sample == start and k > 0 and regions[k - 1][1] == sample)
 
 
+def pause_scores(gated: np.ndarray, silero: np.ndarray) -> np.ndarray:
+    """Frame scores to find a pause to cut at: the mean of the energy-gated and Silero's own scores. In
+    a loud room the gate scores every frame 1 and its quietest frame lies anywhere, in a word as likely
+    as not (a chunk that starts inside a phrase loses the phrase); on whispering Silero is flat near 0.
+    Each breaks the other's ties."""
+    if gated is silero or len(gated) != len(silero):
+        return gated
+    return (np.asarray(gated, dtype=np.float32) + np.asarray(silero, dtype=np.float32)) / 2
+
+
 def split_long_regions(
     regions: list[tuple[int, int]], probs: np.ndarray | None, max_samples: int = CHUNK_SAMPLES
 ) -> list[tuple[int, int]]:
@@ -124,7 +134,8 @@ def _pause_in(lo: int, hi: int, probs: np.ndarray | None) -> int:
     if probs is None or last - first < 3 or last > len(probs):
         return hi - FRAME_SAMPLES
     window = probs[first:last]
-    smoothed = np.convolve(window, np.ones(3) / 3, mode="same")
+    # edge-padded: zero padding made the window's two ends look quieter than any frame inside it
+    smoothed = np.convolve(np.pad(window, 1, mode="edge"), np.ones(3) / 3, mode="valid")
     # prefer later pauses among equally quiet ones, to pack chunks tightly
     best = len(smoothed) - 1 - int(np.argmin(smoothed[::-1] + 1e-3 * np.arange(len(smoothed))))
     return (first + best) * FRAME_SAMPLES + FRAME_SAMPLES // 2

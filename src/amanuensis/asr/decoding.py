@@ -52,6 +52,8 @@ class DecodeSettings:
     None: always Whisper's 30 s window."""
     without_timestamps: bool = False
     word_timestamps: bool = False
+    hotwords: str | None = None
+    """Names and terms every prompt leads with (WhisperEngine.prompt)."""
     max_tokens_per_second: float | None = 5.0
     """A chunk's decode stops after 32 + this many tokens per second of its audio (None: the model's
     limit of 224). On the dev sets every decode of real speech stayed under 32 + 4/s (median 2.7

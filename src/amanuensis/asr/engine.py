@@ -48,6 +48,8 @@ CAP_SLACK_TOKENS = 2
 """A decode this close to its cap counts as stopped by it (measured: exactly at the cap; a try
 wrongly counted so is only decoded again in full)."""
 MAX_PROMPT_TOKENS = 223
+MAX_HOTWORD_TOKENS = MAX_PROMPT_TOKENS // 2
+"""Hotwords are cut to this many tokens, so that previous text keeps room in the prompt."""
 
 
 def window_frames(num_samples: int, margin_s: float | None) -> int:
@@ -140,13 +142,23 @@ class WhisperEngine:
             )
         return self._tokenizers[key]
 
+    def hotword_tokens(self, hotwords: str | None) -> list[int]:
+        """The tokens of `hotwords` as prompts carry them (at most MAX_HOTWORD_TOKENS); none for none."""
+        if not hotwords or not hotwords.strip():
+            return []
+        return list(self.tokenizer().encode(" " + hotwords.strip()))[:MAX_HOTWORD_TOKENS]
+
     def prompt(
-        self, tokenizer: object, previous: list[int], without_timestamps: bool = False
+        self, tokenizer: object, previous: list[int], without_timestamps: bool = False, hotwords: str | None = None
     ) -> list[int]:
-        """[sot_prev, previous text…] + sot sequence (+ no_timestamps)."""
+        """[sot_prev, hotwords…, previous text…] + sot sequence (+ no_timestamps). Hotwords lead every
+        prompt, with or without previous text, as faster-whisper's `hotwords` do (there: when no prefix
+        is given; there is none here); the previous text fills the room they leave."""
+        hot = self.hotword_tokens(hotwords)
         tokens: list[int] = []
-        if previous:
-            tokens = [tokenizer.sot_prev, *previous[-MAX_PROMPT_TOKENS:]]
+        if previous or hot:
+            room = MAX_PROMPT_TOKENS - len(hot)
+            tokens = [tokenizer.sot_prev, *hot, *(previous[-room:] if previous else [])]
         tokens.extend(tokenizer.sot_sequence)
         if without_timestamps:
             tokens.append(tokenizer.no_timestamps)
@@ -244,18 +256,24 @@ class WhisperEngine:
             self._executor_size = self.decoders
         return self._executor
 
+    def _head(self, settings: DecodeSettings) -> int:
+        """Tokens before the previous text in a prompt of these settings: sot_prev and the hotwords."""
+        return 1 + len(self.hotword_tokens(settings.hotwords))
+
     def _prompt_groups(self, jobs: list[ChunkJob]) -> list[tuple[list[int], list[list[int]]]]:
-        """Partition jobs by whether they carry previous text; equalise the previous-text lengths."""
+        """Partition jobs by whether they carry previous text; equalise the previous-text lengths (the
+        hotwords before it, the same in every job of a batch, stay whole)."""
         sot = self.tokenizer().sot
+        head = self._head(jobs[0].settings)
         groups: dict[bool, list[int]] = {}
         for i, job in enumerate(jobs):
-            groups.setdefault(job.prompt.index(sot) > 0, []).append(i)
+            groups.setdefault(job.prompt.index(sot) > head, []).append(i)
         out = []
         for with_text, indices in groups.items():
             prompts = [list(jobs[i].prompt) for i in indices]
             if with_text:
-                keep = min(p.index(sot) for p in prompts) - 1
-                prompts = [[p[0], *p[p.index(sot) - keep : p.index(sot)], *p[p.index(sot) :]] for p in prompts]
+                keep = min(p.index(sot) for p in prompts) - head
+                prompts = [[*p[:head], *p[p.index(sot) - keep : p.index(sot)], *p[p.index(sot) :]] for p in prompts]
             out.append((indices, prompts))
         return out
 
@@ -440,12 +458,13 @@ class WhisperEngine:
     ) -> list[int]:
         """Failed chunks that were prompted with previous text are decoded once more without it (a
         loop is often the previous text's doing); returns the chunks that still fail."""
-        sot = self.tokenizer().sot
-        prompted = [i for i in pending if prompts[i].index(sot) > 0]
+        sot, head = self.tokenizer().sot, self._head(settings)
+        prompted = [i for i in pending if prompts[i].index(sot) > head]
         if not prompted or not settings.temperatures or settings.temperatures[0] > 0:
             return pending
-        for i in prompted:
-            prompts[i] = prompts[i][prompts[i].index(sot) :]
+        for i in prompted:  # the hotwords stay
+            kept = prompts[i][:head] if head > 1 else []
+            prompts[i] = [*kept, *prompts[i][prompts[i].index(sot) :]]
         retry = self._staged(encoded, features, prompted, prompts, settings, settings.temperatures[0], seconds,
                              settings.retry_stage)
         for i, result in zip(prompted, retry, strict=True):

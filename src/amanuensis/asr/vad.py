@@ -62,6 +62,8 @@ class VadResult:
     regions: list[tuple[int, int]]
     probs: np.ndarray
     num_samples: int
+    silero: np.ndarray | None = None
+    """Silero's own per-frame probabilities, before the energy gate (None: the same as `probs`)."""
 
     @property
     def speech_seconds(self) -> float:
@@ -207,9 +209,9 @@ def gate_with_energy(probs: np.ndarray, rms: np.ndarray, options: VadOptions) ->
 def detect_speech(samples: np.ndarray, options: VadOptions | None = None, vad: SileroVad | None = None) -> VadResult:
     """Run Silero (and the energy gate) over `samples` (16 kHz mono); return the speech regions."""
     options = options or VadOptions()
-    probs = (vad or default_vad()).probabilities(samples)
-    probs = gate_with_energy(probs, frame_rms(samples), options)
+    silero = (vad or default_vad()).probabilities(samples)
+    probs = gate_with_energy(silero, frame_rms(samples), options)
     regions = regions_from_probs(probs, len(samples), options)
     log.debug("vad: %d regions, %.1f s of speech in %.1f s", len(regions),
               sum(e - s for s, e in regions) / SAMPLE_RATE, len(samples) / SAMPLE_RATE)
-    return VadResult(regions, probs, len(samples))
+    return VadResult(regions, probs, len(samples), silero)

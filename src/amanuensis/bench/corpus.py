@@ -1,6 +1,6 @@
 """Corpus throughput, local workers against local Ray, side by side in one process.
 
-    python -m amanuensis.bench.corpus LIST_OR_FOLDER [--configs 2x1,1x2,ray] [--rounds 2]
+    amanuensis bench corpus LIST_OR_FOLDER [--configs 2x1,1x2,ray] [--rounds 2]
 
 Each configuration (`WxT`: W local models of T threads; `ray`: a Ray started on the spot with one
 single-threaded model actor per core) transcribes the same files into a fresh folder, the
@@ -26,6 +26,7 @@ from ..corpus import CorpusRun, collect_inputs, options_digest
 from ..corpus.local import LocalBackend
 from ..corpus.work import WorkerSpec
 from ..pipeline import TranscribeOptions
+from .machine import describe, summary
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def _line(round_number: int, result: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m amanuensis.bench.corpus", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="amanuensis bench corpus", description=__doc__.split("\n")[0])
     parser.add_argument("inputs", nargs="+", type=Path)
     parser.add_argument("--configs", default="2x1,1x2,ray", help="comma-separated: WxT or ray (default 2x1,1x2,ray)")
     parser.add_argument("--rounds", type=int, default=1)
@@ -79,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     runs: dict[str, list[dict]] = {config: [] for config in configs}
+    print(summary(describe()), flush=True)
     for round_number in range(1, args.rounds + 1):
         for config in configs:
             result = run_config(config, args.inputs, args.model)

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..features import signals, spec
+from .machine import describe, load_average, summary
 
 log = logging.getLogger(__name__)
 
@@ -286,10 +287,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.json:
             sys.stderr.write(f"  {row.name} batch_frames={row.batch_frames}: {row.seconds:.3f} s\n")
 
+    machine = describe()
     rows = run(args.seconds, backends, split, frames, max(1, args.repeat), args.seed, progress)
-    sys.stdout.write(format_table(rows, args.seconds))
+    machine["load_end"] = load_average()
+    sys.stdout.write(summary(machine) + "\n" + format_table(rows, args.seconds))
     if args.json:
-        payload = {"audio_seconds": args.seconds, "rows": [_json_row(r) for r in rows]}
+        payload = {"audio_seconds": args.seconds, "rows": [_json_row(r) for r in rows], "machine": machine}
         sys.stdout.write(json.dumps(payload) + "\n")
     return 0
 

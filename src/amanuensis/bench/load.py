@@ -1,8 +1,8 @@
 """A bounded load test of a running server: N requests of real clips, C at a time, over loopback.
 
-    python -m amanuensis.bench.load --requests 50 --concurrency 8            # starts its own server
-    python -m amanuensis.bench.load --url http://127.0.0.1:9004 --requests 50
-    python -m amanuensis.bench.load --compare --requests 8 --concurrency 8    # one at a time vs at once
+    amanuensis bench load --requests 50 --concurrency 8            # starts its own server
+    amanuensis bench load --url http://127.0.0.1:9004 --requests 50
+    amanuensis bench load --compare --requests 8 --concurrency 8    # one at a time vs at once
 
 Reports failures, lost requests (sent but never answered), p50/p95 latency and throughput in audio
 seconds per wall-clock second. Refuses non-loopback URLs: it is a test tool, not a traffic generator.
@@ -79,12 +79,17 @@ class Report:
     errors: list[str] = field(default_factory=list)
 
 
-def default_data_dir() -> Path:
-    """../shared/data/speech beside the checkout, or AMANUENSIS_TEST_DATA/speech."""
+def shared_data_dir() -> Path:
+    """../shared/data beside the checkout, or AMANUENSIS_TEST_DATA."""
     root = os.environ.get("AMANUENSIS_TEST_DATA")
     if root:
-        return Path(root) / "speech"
-    return Path(__file__).resolve().parents[3].parent / "shared" / "data" / "speech"
+        return Path(root)
+    return Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
+def default_data_dir() -> Path:
+    """../shared/data/speech beside the checkout, or AMANUENSIS_TEST_DATA/speech."""
+    return shared_data_dir() / "speech"
 
 
 def find_clips(data_dir: Path, max_seconds: float) -> list[Clip]:
@@ -278,7 +283,7 @@ def format_report(report: Report) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line; exit 1 when any request failed or was lost."""
-    parser = argparse.ArgumentParser(prog="python -m amanuensis.bench.load", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="amanuensis bench load", description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="a running server (loopback); default: start one")
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=8)

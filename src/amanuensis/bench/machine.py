@@ -1,8 +1,7 @@
 """What a benchmark ran on: the CPU model, cores, load and library versions, printed with its figures.
 
-Ratios against a peer depend on the machine (the same code read 1.20x faster-whisper batched on one
-2-core box and 0.98x on another, where the peer gained more from the faster CPU), so every report says
-which machine it came from, and which front end ran: the compiled log-mel kernel and its numpy
+Ratios against a peer depend on the machine (a faster CPU can speed the peer up more than us), so every
+report says which machine it came from, and which front end ran: the compiled log-mel kernel and its numpy
 fallback give features equal to within float rounding, which can still flip a decoder's choice, so
 two runs compare only when both name the same kernel (a git worktree holds no build of the kernel).
 """

@@ -80,7 +80,9 @@ class StreamReport:
 
 
 @dataclass
-class _Run:
+class StreamRun:
+    """What one stream saw: the server's events with their arrival times, and when its audio ran."""
+
     events: list[tuple[float, dict]] = field(default_factory=list)
     lags: list[tuple[float, float]] = field(default_factory=list)
     t0: float = 0.0
@@ -109,7 +111,8 @@ def stream_audio(clips: Sequence[Path], start: int, seconds: float | None,
     return np.concatenate(pieces), used
 
 
-def _pcm24(samples: np.ndarray) -> bytes:
+def to_pcm24(samples: np.ndarray) -> bytes:
+    """16 kHz float samples as the pcm16 at 24 kHz that realtime sessions are sent."""
     return (np.clip(resample_poly(samples, 3, 2), -1, 1) * 32767).astype("<i2").tobytes()
 
 
@@ -123,12 +126,14 @@ def _wav(samples: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-async def _stream(url: str, key: str | None, samples: np.ndarray, speed: float, run: _Run) -> None:
+async def stream_session(url: str, key: str | None, samples: np.ndarray, speed: float, run: StreamRun) -> None:
+    """Stream `samples` as one realtime session on a `speed`x clock (server VAD), recording every event
+    in `run`, until the audio is sent and every started turn has its `.completed`."""
     from websockets.asyncio.client import connect
 
     ws_url = url.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    data = _pcm24(samples)
+    data = to_pcm24(samples)
     step = int(24000 * APPEND_S) * 2
     async with connect(ws_url, additional_headers=headers, max_size=None) as ws:
         created = json.loads(await ws.recv())
@@ -162,7 +167,7 @@ async def _stream(url: str, key: str | None, samples: np.ndarray, speed: float, 
         await sender
 
 
-async def _sample_lags(url: str, key: str | None, runs: list[_Run], every_s: float = 1.0) -> None:
+async def _sample_lags(url: str, key: str | None, runs: list[StreamRun], every_s: float = 1.0) -> None:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as client:
         while True:
@@ -176,9 +181,9 @@ async def _sample_lags(url: str, key: str | None, runs: list[_Run], every_s: flo
             await asyncio.sleep(every_s)
 
 
-def _delta_latencies(run: _Run, speed: float) -> tuple[list[float], int, int, int]:
-    """Per final word with a delta: delta arrival minus the end of its audio; words; turns; turns whose deltas
-    equal the final text."""
+def delta_timings(run: StreamRun, speed: float) -> tuple[list[tuple[float, float]], int, int, int]:
+    """Per final word with a delta: (the delta's arrival, its arrival minus the end of the word's audio);
+    words; turns; turns whose deltas equal the final text."""
     deltas: dict[str, list[tuple[float, str]]] = {}
     for at, event in run.events:
         if event["type"] == "conversation.item.input_audio_transcription.delta":
@@ -194,11 +199,11 @@ def _delta_latencies(run: _Run, speed: float) -> tuple[list[float], int, int, in
         for block in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
             for k in range(block.size):
                 arrived = shown[block.a + k][0]
-                latencies.append(arrived - (run.t0 + final[block.b + k]["end"] / speed))
+                latencies.append((arrived, arrived - (run.t0 + final[block.b + k]["end"] / speed)))
     return latencies, words, len(completed), equal
 
 
-def _completion(run: _Run, speed: float) -> tuple[list[float], list[float]]:
+def _completion(run: StreamRun, speed: float) -> tuple[list[float], list[float]]:
     stops = {e["item_id"]: at for at, e in run.events if e["type"] == "input_audio_buffer.speech_stopped"}
     after_words, after_stop = [], []
     for at, event in run.events:
@@ -227,9 +232,9 @@ async def run_streams(url: str, clips: Sequence[Path], refs: dict[str, str], str
     if urlparse(url).hostname not in LOOPBACK:
         raise ValueError("the realtime bench targets loopback servers only")
     audios = [stream_audio(clips, i * len(clips) // streams, seconds, gap_s) for i in range(streams)]
-    runs = [_Run() for _ in range(streams)]
+    runs = [StreamRun() for _ in range(streams)]
     sampler = asyncio.create_task(_sample_lags(url, key, runs))
-    results = await asyncio.gather(*(_stream(url, key, a, speed, r) for (a, _), r in zip(audios, runs)),
+    results = await asyncio.gather(*(stream_session(url, key, a, speed, r) for (a, _), r in zip(audios, runs)),
                                    return_exceptions=True)
     sampler.cancel()
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -241,7 +246,8 @@ async def run_streams(url: str, clips: Sequence[Path], refs: dict[str, str], str
             reference = " ".join(refs.get(str(p.resolve()), "") for p in used)
             finals = [e["transcript"] for _, e in run.events
                       if e["type"] == "conversation.item.input_audio_transcription.completed"]
-            latencies, words, turns, equal = _delta_latencies(run, speed)
+            timings, words, turns, equal = delta_timings(run, speed)
+            latencies = [latency for _, latency in timings]
             after_words, after_stop = _completion(run, speed)
             lags = [lag for _, lag in run.lags]
             errors = [repr(result)] if isinstance(result, BaseException) else []
@@ -275,7 +281,7 @@ async def run_streams(url: str, clips: Sequence[Path], refs: dict[str, str], str
     return [*reports, overall]
 
 
-def _overall(runs: list[_Run], reports: list[StreamReport]) -> StreamReport:
+def _overall(runs: list[StreamRun], reports: list[StreamReport]) -> StreamReport:
     latencies = [x for r in runs for x in r.latencies]
     after = [x for r in runs for x in r.after_words]
     refs = [r.reference for r in runs]

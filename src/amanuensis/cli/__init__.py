@@ -64,8 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
         reason = str(exc)
         serve.set_defaults(handler=lambda args: _unavailable("serve", reason))
 
-    bench = commands.add_parser("bench", help="benchmarks (frontend, e2e, realtime, diarize)")
-    bench.add_argument("which", choices=("frontend", "e2e", "realtime", "diarize"))
+    bench = commands.add_parser("bench", help="benchmarks against peers (frontend, e2e, realtime, load, corpus, "
+                                "words, nonspeech), a soak test (soak), diarization (diarize); needs the bench extra")
+    bench.add_argument("which", choices=("frontend", "e2e", "realtime", "load", "corpus", "words", "nonspeech",
+                                         "soak", "diarize"))
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(handler=cmd_bench)
 
@@ -123,7 +125,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             sys.stderr.write(f"amanuensis: error: {path}: {exc}\n")
             failures += 1
             continue
-        output = render(transcript, args.format, name=path.stem)
+        output = render(transcript, args.format, options.subtitle_style(), name=path.stem)
         if args.output_dir:
             target = args.output_dir / f"{path.stem}.{EXTENSIONS[args.format]}"
             target.write_text(output, encoding="utf-8")
@@ -167,9 +169,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Dispatch to amanuensis.bench.<which>.main(rest)."""
+    """Dispatch to amanuensis.bench.<which>.main(rest), once the bench extra is known to be installed."""
     import importlib
 
+    from ..bench import require_extra
+
+    require_extra()
     module = importlib.import_module(f"amanuensis.bench.{args.which}")
     return int(module.main(list(args.rest)) or 0)
 

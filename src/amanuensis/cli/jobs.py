@@ -180,6 +180,7 @@ def add_jobs_arguments(commands: argparse._SubParsersAction) -> None:
     submit = actions.add_parser("submit", help="upload a file as a job and print its id")
     submit.add_argument("file", type=Path, metavar="FILE")
     submit.add_argument("--model", help="model name (default: the server's)")
+    submit.add_argument("--callback", metavar="URL", help="the server POSTs the finished job here (signed)")
     submit.add_argument("--wait", action="store_true", help="wait for the transcript and print it")
     submit.add_argument("--format", choices=FORMATS, default="text", help="with --wait: output format")
     submit.add_argument("--progress", action="store_true", help="with --wait: show the bar even when not a TTY")
@@ -237,6 +238,8 @@ def jobs_from_args(args: argparse.Namespace) -> int:
             fields = form_fields(args)
             if args.model:
                 fields["model"] = args.model
+            if args.callback:
+                fields["callback_url"] = args.callback
             job = client.submit(args.file, fields)
             if not args.wait:
                 _write(job["id"])

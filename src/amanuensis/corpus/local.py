@@ -21,7 +21,7 @@ _STOP = None
 def plan_parallelism(cores: int | None = None, workers: int | None = None, threads: int | None = None
                      ) -> tuple[int, int]:
     """(workers, threads per worker) for this machine: by default one single-threaded model per core
-    (files in parallel beat threads within one file on short clips, measured on 2 cores: see README);
+    (CTranslate2 gains little from a second thread inside one call, so files side by side use the cores better);
     either number given fixes it and the other fills the cores."""
     cores = max(1, cores or os.cpu_count() or 1)
     if workers and threads:

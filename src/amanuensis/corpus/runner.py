@@ -143,8 +143,10 @@ class CorpusRun:
         if result.transcript is not None:
             outputs = planned.file.outputs(self.formats)
             try:
+                style = self.options.subtitle_style()
                 for fmt, output in zip(self.formats, outputs):
-                    write_atomically(self.outdir / output, render(result.transcript, fmt, name=planned.file.stem.name))
+                    text = render(result.transcript, fmt, style, name=planned.file.stem.name)
+                    write_atomically(self.outdir / output, text)
             except OSError as exc:
                 result.transcript, result.error = None, f"cannot write the outputs: {exc}"
             else:

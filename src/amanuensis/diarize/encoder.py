@@ -34,7 +34,7 @@ def default_threads() -> int:
     """Torch threads for the encoder: AMANUENSIS_DIARIZE_THREADS, else 1.
 
     The LSTM runs 450 small sequential steps per batch; with more threads each step ends in a barrier,
-    which costs 2-10x on a busy machine (measured on 2 shared cores) and gains little on an idle one.
+    which costs several times the time when the cores are shared and gains little when they are idle.
     """
     return max(1, int(os.environ.get("AMANUENSIS_DIARIZE_THREADS", "1")))
 

@@ -24,8 +24,9 @@ from ..formats import render, segment_json
 from ..options import TranscribeOptions
 from ..pipeline import ProgressCallback, SegmentCallback
 from ..transcript import Segment, Transcript
+from .callbacks import CallbackSender
 from .events import Channel, Event
-from .store import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobRecord, JobStore
+from .store import CANCELLED, DONE, FAILED, PENDING, QUEUED, RUNNING, WAITING, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,24 @@ def job_view(job: JobRecord, live: _Live | None = None, with_result: bool = Fals
     }
     if with_result and job.result is not None:
         data["result"] = result_json(job)
+    if job.callback_url:
+        data["callback"] = callback_view(job)
+    return data
+
+
+def callback_view(job: JobRecord) -> dict[str, Any]:
+    """The job's callback: its URL and delivery state (waiting while the job runs, then pending until
+    delivered or failed)."""
+    state = {"status": WAITING, "attempts": 0, **(job.callback or {})}
+    if state["status"] == WAITING and job.finished:
+        state["status"] = PENDING
+    return {"url": job.callback_url, **state}
+
+
+def callback_body(job: JobRecord) -> dict[str, Any]:
+    """What a callback POSTs: the finished job with its result (or error), without the delivery state."""
+    data = job_view(job, with_result=True)
+    data.pop("callback", None)
     return data
 
 
@@ -110,8 +129,10 @@ class JobManager:
     """Owns the store, the pending queue, the worker tasks, the event channels and the expiry loop."""
 
     def __init__(self, store: JobStore, runner: Runner, *, workers: int = 1,
-                 retention_s: float = DEFAULT_RETENTION_S, max_attempts: int = MAX_ATTEMPTS) -> None:
+                 retention_s: float = DEFAULT_RETENTION_S, max_attempts: int = MAX_ATTEMPTS,
+                 callbacks: CallbackSender | None = None) -> None:
         self.store = store
+        self.callbacks = callbacks
         self.runner = runner
         self.workers = workers
         self.retention_s = retention_s
@@ -142,6 +163,8 @@ class JobManager:
         log.info("jobs recovered: pending=%d rerun=%d data_dir=%s", len(pending), requeued, self.store.data_dir)
         self._tasks = [asyncio.create_task(self._worker(n), name=f"jobs-worker-{n}") for n in range(self.workers)]
         self._tasks.append(asyncio.create_task(self._expire_loop(), name="jobs-expiry"))
+        if self.callbacks is not None:
+            self.callbacks.start()
 
     def release_streams(self) -> None:
         """End every open event stream (clients reconnect); lets a server shut down without waiting on them."""
@@ -163,18 +186,21 @@ class JobManager:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        if self.callbacks is not None:
+            await self.callbacks.stop()
         self.store.close()
 
     # -- requests --------------------------------------------------------------------------------
 
     async def submit(self, upload: Path, *, filename: str | None, model: str | None, response_format: str,
-                     options: TranscribeOptions, client: str = "") -> JobRecord:
-        """Persist a new job (its audio moved into the data directory, durably) and queue it."""
+                     options: TranscribeOptions, client: str = "", callback_url: str | None = None) -> JobRecord:
+        """Persist a new job (its audio moved into the data directory, durably) and queue it; a checked
+        `callback_url` is POSTed the job when it ends (see amanuensis.jobs.callbacks)."""
         if self._pending is None:
             raise RuntimeError("the job manager is not started")
         job = await asyncio.to_thread(self.store.add, upload, filename=filename, model=model,
                                       response_format=response_format, options=options.to_dict(),
-                                      client=client)
+                                      client=client, callback_url=callback_url)
         self._channel(job.id).publish("status", job_view(job))
         self._pending.put_nowait(job.id)
         log.info("job queued: job_id=%s model=%s filename=%s", job.id, model, filename)
@@ -252,6 +278,8 @@ class JobManager:
         return channel
 
     def _publish_final(self, job: JobRecord, channel: Channel | None = None) -> None:
+        if job.callback_url and self.callbacks is not None:
+            self.callbacks.wake()
         channel = channel or self._channel(job.id)
         channel.publish(job.status, job_view(job, with_result=True))
         if channel is self._channels.get(job.id):

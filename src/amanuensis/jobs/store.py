@@ -2,6 +2,9 @@
 
 Every state change is committed before it is acted on or announced, so a process killed at any
 moment leaves each job either finished (with its result) or unfinished (and re-run on the next start).
+A deleted job leaves nothing readable behind: SQLite overwrites freed content with zeros
+(`secure_delete`), and the write-ahead log, which still holds the job's earlier page images, is
+checkpointed and truncated after every deletion.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed"
 STATUSES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
 FINISHED = (DONE, FAILED, CANCELLED)
 DB_NAME = "jobs.sqlite3"
+WAITING, PENDING = "waiting", "pending"
+"""Callback states before delivery: the job still runs (waiting) or it ended and the callback is owed."""
+_CALLBACK_COLUMNS = {"callback_url": "TEXT", "callback_status": "TEXT", "callback_due": "REAL", "callback": "TEXT"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -86,6 +92,12 @@ class JobRecord:
     attempts: int = 0
     error: dict[str, Any] | None = None
     result: dict[str, Any] | None = field(default=None, repr=False)
+    callback_url: str | None = None
+    callback_status: str | None = None
+    """waiting (the job runs), pending (owed), delivered or failed; None without a callback_url."""
+    callback_due: float | None = None
+    callback: dict[str, Any] | None = None
+    """Delivery state: status, attempts, last_status_code, last_error, next_attempt_at, delivered_at."""
 
     @property
     def finished(self) -> bool:
@@ -93,7 +105,7 @@ class JobRecord:
         return self.status in FINISHED
 
 
-_JSON_COLUMNS = ("options", "error", "result")
+_JSON_COLUMNS = ("options", "error", "result", "callback")
 
 
 def _decode(row: sqlite3.Row) -> JobRecord:
@@ -147,7 +159,9 @@ class JobStore:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(_SCHEMA)
+        self._add_callback_columns()
 
     def close(self) -> None:
         """Close the database and release the data directory."""
@@ -166,7 +180,7 @@ class JobStore:
         return self.audio_dir / job.audio
 
     def add(self, upload: Path, *, filename: str | None, model: str | None, response_format: str,
-            options: dict[str, Any], client: str = "") -> JobRecord:
+            options: dict[str, Any], client: str = "", callback_url: str | None = None) -> JobRecord:
         """Move `upload` into the audio directory and record a queued job for it (durably)."""
         job_id = new_job_id()
         audio = job_id + upload.suffix.lower()
@@ -174,12 +188,15 @@ class JobStore:
             os.fsync(handle.fileno())
         os.replace(upload, self.audio_dir / audio)
         job = JobRecord(id=job_id, status=QUEUED, created_at=time.time(), audio=audio, options=options,
-                        filename=filename, model=model, response_format=response_format, client=client)
+                        filename=filename, model=model, response_format=response_format, client=client,
+                        callback_url=callback_url)
+        if callback_url:
+            job.callback_status, job.callback = WAITING, {"status": WAITING, "attempts": 0}
         self._execute(
-            "INSERT INTO jobs (id, status, created_at, filename, audio, model, response_format, options, client)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (id, status, created_at, filename, audio, model, response_format, options, client,"
+            " callback_url, callback_status, callback) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (job.id, job.status, job.created_at, filename, audio, model, response_format, json.dumps(options),
-             client),
+             client, callback_url, job.callback_status, json.dumps(job.callback) if job.callback else None),
         )
         return job
 
@@ -191,7 +208,7 @@ class JobStore:
     def list(self, limit: int = 20, status: str | None = None) -> list[JobRecord]:
         """The most recent jobs first (results left out to keep it light)."""
         columns = "id, status, created_at, started_at, finished_at, filename, audio, model, response_format, " \
-                  "options, client, done_s, total_s, attempts, error"
+                  "options, client, done_s, total_s, attempts, error, callback_url, callback_status, callback"
         if status:
             sql, params = f"SELECT {columns} FROM jobs WHERE status = ? ORDER BY created_at DESC LIMIT ?", (
                 status, limit)
@@ -243,7 +260,14 @@ class JobStore:
         )
 
     def delete(self, job_id: str) -> bool:
-        """Remove a finished job and its audio; False when there is no such finished job."""
+        """Remove a finished job and its audio, leaving none of its data in the database files; False when
+        there is no such finished job."""
+        removed = self._delete(job_id)
+        if removed:
+            self._forget_deleted()
+        return removed
+
+    def _delete(self, job_id: str) -> bool:
         job = self.get(job_id)
         if job is None or not job.finished:
             return False
@@ -252,14 +276,22 @@ class JobStore:
             os.unlink(self.audio_path(job))
         return True
 
+    def _forget_deleted(self) -> None:
+        """Move the zeroed pages into the database file and empty the write-ahead log, whose older frames
+        still hold deleted rows."""
+        busy, _, _ = self._execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning("jobs database: the write-ahead log could not be emptied after a deletion (busy)")
+
     def expire(self, older_than: float) -> int:
         """Delete finished jobs (and their audio) that finished before `older_than` (epoch seconds)."""
         rows = self._execute(
             f"SELECT id FROM jobs WHERE status IN ({','.join('?' * len(FINISHED))}) AND finished_at < ?",
             (*FINISHED, older_than),
         ).fetchall()
-        removed = sum(self.delete(row["id"]) for row in rows)
+        removed = sum(self._delete(row["id"]) for row in rows)
         if removed:
+            self._forget_deleted()
             log.info("jobs expired: count=%d", removed)
         return removed
 
@@ -272,3 +304,35 @@ class JobStore:
                 path.unlink()
                 removed += 1
         return removed
+
+    # -- job callbacks (amanuensis.jobs.callbacks) ---------------------------------------------------
+
+    def _add_callback_columns(self) -> None:
+        """Add the callback columns to a jobs table made before they existed."""
+        present = {row["name"] for row in self._execute("PRAGMA table_info(jobs)").fetchall()}
+        for name, kind in _CALLBACK_COLUMNS.items():
+            if name not in present:
+                self._execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
+
+    def _callbacks_owed(self) -> tuple[str, tuple]:
+        marks = ",".join("?" * len(FINISHED))
+        return (f"callback_url IS NOT NULL AND callback_status IN (?, ?) AND status IN ({marks})",
+                (WAITING, PENDING, *FINISHED))
+
+    def callbacks_due(self, now: float) -> list[JobRecord]:
+        """Finished jobs whose callback is owed and due by `now` (epoch seconds), oldest first."""
+        where, params = self._callbacks_owed()
+        rows = self._execute(f"SELECT * FROM jobs WHERE {where} AND COALESCE(callback_due, 0) <= ?"
+                             " ORDER BY finished_at", (*params, now)).fetchall()
+        return [_decode(row) for row in rows]
+
+    def next_callback_at(self) -> float | None:
+        """When the next owed callback is due (epoch seconds; 0 = now), or None when none is owed."""
+        where, params = self._callbacks_owed()
+        row = self._execute(f"SELECT MIN(COALESCE(callback_due, 0)) FROM jobs WHERE {where}", params).fetchone()
+        return row[0]
+
+    def record_callback(self, job_id: str, state: dict[str, Any]) -> None:
+        """Store a callback's state after an attempt (`state["status"]`: pending, delivered or failed)."""
+        self._execute("UPDATE jobs SET callback_status = ?, callback_due = ?, callback = ? WHERE id = ?",
+                      (state["status"], state.get("next_attempt_at"), json.dumps(state), job_id))

@@ -18,6 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
+from .auth import install_api_key_guard
 from .errors import install_error_handlers
 from .jobs_routes import install_jobs, start_jobs, stop_jobs
 from .metrics import Metrics
@@ -25,7 +26,8 @@ from .realtime import SessionRegistry
 from .realtime import router as realtime_router
 from .routes_audio import TRANSCRIPTION_ROUTES
 from .routes_audio import router as audio_router
-from .routes_info import private, public
+from .routes_info import router as info_router
+from .routes_models import router as models_router
 from .service import TranscriptionService
 from .settings import ServerSettings
 from .upload import UPLOAD_PREFIX
@@ -125,6 +127,9 @@ def create_app(settings: ServerSettings | None = None, service: TranscriptionSer
             yield
         finally:
             await stop_jobs(app)
+            downloads = getattr(app.state, "downloads", None)
+            if downloads is not None:
+                await downloads.stop()
             await asyncio.to_thread(realtime.shutdown)
             await service.stop()
             log.info("stopped")
@@ -140,11 +145,12 @@ def create_app(settings: ServerSettings | None = None, service: TranscriptionSer
     app.state.service = service
     app.state.realtime = realtime
     install_error_handlers(app)
-    app.include_router(public)
-    app.include_router(private)
+    app.include_router(info_router)
+    app.include_router(models_router)
     app.include_router(audio_router)
     app.include_router(realtime_router)
     install_jobs(app)
+    install_api_key_guard(app, settings.api_keys, settings.public_docs)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,27 +1,29 @@
-"""Optional API keys (`Authorization: Bearer <key>`) and the client identity used for fair queueing."""
+"""Optional API keys, checked once for every HTTP request by `ApiKeyGuard` (deny by default: a new route,
+mount or docs page needs the key without saying so), and the client identity used for fair queueing.
+
+API clients send `Authorization: Bearer <key>`. A browser cannot set that header when it opens the web
+page, its assets or the API docs, so for those (GET/HEAD only) the key may also come in the cookie
+`amanuensis_key`, which the page's key form sets (SameSite=Strict: another site cannot make the browser
+send it). Without a key, a browser asking for a page gets that form with the 401; everything else gets
+the JSON error. The realtime WebSocket checks its key itself (it answers with an `error` event)."""
 
 from __future__ import annotations
 
 import hmac
+from pathlib import Path
+from urllib.parse import unquote
 
-from fastapi import Request
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+from starlette.requests import cookie_parser
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .errors import ApiError
+from .errors import ApiError, error_response
 
-
-def require_api_key(request: Request) -> None:
-    """Refuse with 401 unless no keys are configured or the request carries one of them."""
-    keys: list[str] = request.app.state.settings.api_keys
-    if not keys:
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise _unauthorized("missing API key: send the header 'Authorization: Bearer <key>'")
-    client = match_api_key(keys, token)
-    if client is None:
-        raise _unauthorized("wrong API key")
-    request.state.client = client
+KEY_COOKIE = "amanuensis_key"
+KEY_PAGE = Path(__file__).parent / "static" / "key.html"
+ALWAYS_OPEN = frozenset({"/health", "/ready"})
+STATIC_PREFIX = "/static/"
 
 
 def match_api_key(keys: list[str], token: str) -> str | None:
@@ -32,8 +34,63 @@ def match_api_key(keys: list[str], token: str) -> str | None:
     return None
 
 
-def _unauthorized(message: str) -> ApiError:
-    return ApiError(401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+def docs_paths(app: FastAPI) -> frozenset[str]:
+    """The API docs' paths: Swagger UI, its OAuth redirect, ReDoc and the OpenAPI schema."""
+    return frozenset(filter(None, (app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url, app.openapi_url)))
+
+
+class ApiKeyGuard:
+    """Refuse every HTTP request without one of `keys` (401), except `open_paths`; a no-op without keys.
+
+    `page_paths` (and everything under /static/) are what a browser loads by itself: for GET/HEAD on
+    those the key cookie counts too, and a browser without a key gets the key form."""
+
+    def __init__(self, app: ASGIApp, keys: list[str], open_paths: frozenset[str], page_paths: frozenset[str]) -> None:
+        self.app = app
+        self.keys = keys
+        self.open_paths = ALWAYS_OPEN | open_paths
+        self.page_paths = page_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.keys or scope["path"] in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        page = request.method in ("GET", "HEAD") and self._is_page(scope["path"])
+        token = _bearer(request) or (_cookie_key(request) if page else None)
+        client = match_api_key(self.keys, token) if token else None
+        if client is not None:
+            scope.setdefault("state", {})["client"] = client
+            await self.app(scope, receive, send)
+            return
+        message = "wrong API key" if token else "missing API key: send the header 'Authorization: Bearer <key>'"
+        error = ApiError(401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+        if page and "text/html" in request.headers.get("accept", ""):
+            response = HTMLResponse(KEY_PAGE.read_text(encoding="utf-8"), status_code=401, headers=error.headers)
+        else:
+            response = error_response(error)
+        await response(scope, receive, send)
+
+    def _is_page(self, path: str) -> bool:
+        return path in self.page_paths or path.startswith(STATIC_PREFIX)
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _cookie_key(request: Request) -> str | None:
+    value = cookie_parser(request.headers.get("cookie", "")).get(KEY_COOKIE, "")
+    return unquote(value) or None
+
+
+def install_api_key_guard(app: FastAPI, keys: list[str], public_docs: bool) -> None:
+    """Guard `app` with `keys` (the web page and the docs included; the docs open with `public_docs`)."""
+    docs = docs_paths(app)
+    app.add_middleware(ApiKeyGuard, keys=keys, open_paths=docs if public_docs else frozenset(),
+                       page_paths=docs | {"/"})
 
 
 def client_key(request: Request) -> str:

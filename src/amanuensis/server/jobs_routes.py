@@ -15,17 +15,20 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import FrameType
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from ..errors import OptionsError
 from ..formats import check_format, media_type, render
 from ..jobs import DONE, STATUSES, DataDirBusy, JobManager, JobRecord, JobStore, default_data_dir, job_transcript
-from ..options import JOBS, TranscribeOptions
+from ..jobs.callbacks import CallbackSender, check_callback_url, load_secret
+from ..jobs.manager import callback_body
+from ..options import BY_NAME, JOBS, SUBTITLE_FIELDS, TranscribeOptions
 from ..pipeline import ProgressCallback, SegmentCallback
+from ..subtitles import SubtitleStyle
 from ..transcript import Transcript
-from .auth import client_key, require_api_key
+from .auth import client_key
 from .errors import ApiError
 from .intake import accept_upload
 from .routes_audio import form_doc
@@ -38,7 +41,7 @@ HEARTBEAT_S = 15.0
 MAX_LIST = 200
 JOBS_CLIENT = "jobs"
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 page = APIRouter(include_in_schema=False)
 
 
@@ -82,8 +85,16 @@ async def start_jobs(app: FastAPI) -> JobManager | None:
         log.error("jobs disabled: %s", exc)
         app.state.jobs_unavailable = f"jobs are disabled on this server: {exc}"
         return None
+    try:
+        secret = await asyncio.to_thread(load_secret, settings.callback_secret, data_dir)
+    except OSError as exc:
+        store.close()
+        log.error("jobs disabled: the callback secret cannot be read or written: %s", exc)
+        app.state.jobs_unavailable = f"jobs are disabled on this server: callback secret: {exc}"
+        return None
+    callbacks = CallbackSender(store, secret, callback_body, allow_private=settings.allow_private_callbacks)
     manager = JobManager(store, ServiceRunner(app.state.service), workers=settings.workers,
-                         retention_s=settings.job_retention_hours * 3600.0)
+                         retention_s=settings.job_retention_hours * 3600.0, callbacks=callbacks)
     await manager.start()
     app.state.jobs = manager
     _release_streams_on_exit_signal(manager)
@@ -139,18 +150,24 @@ def _job(manager: JobManager, job_id: str) -> JobRecord:
 # -- routes ------------------------------------------------------------------------------------------
 
 
-@router.post("", status_code=202, openapi_extra=form_doc(JOBS),
+@router.post("", status_code=202, openapi_extra=form_doc(JOBS, {"callback_url": {
+    "type": "string", "description": "http(s) URL POSTed the finished job, signed (X-Amanuensis-Signature)"}}),
              summary="Submit a transcription job (multipart, same fields as /transcribe)")
 async def submit_job(request: Request) -> JSONResponse:
-    """Multipart: file, model, response_format and the options amanuensis.options declares for this door
-    (the same as /transcribe). Answers 202 with the job at once; the work happens in the background."""
+    """Multipart: file, model, response_format, callback_url (POSTed the job when it ends, signed) and the
+    options amanuensis.options declares for this door (the same as /transcribe). Answers 202 with the job
+    at once; the work happens in the background."""
     manager = _manager(request)
     accepted = await accept_upload(request, JOBS, spool_dir=manager.store.upload_dir)
     try:
         params = accepted.params
+        callback_url = params.callback_url
+        if callback_url is not None:
+            allow_private = request.app.state.settings.allow_private_callbacks
+            callback_url = await asyncio.to_thread(check_callback_url, callback_url, allow_private)
         job = await manager.submit(accepted.upload.path, filename=accepted.upload.filename,
                                    model=params.model or accepted.model.name, response_format=params.response_format,
-                                   options=params.options, client=client_key(request))
+                                   options=params.options, client=client_key(request), callback_url=callback_url)
     except BaseException:
         accepted.upload.cleanup()
         raise
@@ -172,18 +189,29 @@ async def list_jobs(request: Request, limit: int = 20, status: str | None = None
 @router.get("/{job_id}", summary="A job's status and progress; its transcript once done")
 async def get_job(request: Request, job_id: str, format: str | None = None) -> Response:
     """Without `format`: the job as JSON (the transcript under `result` once done). With
-    `?format=json|verbose_json|text|srt|vtt|tsv`: the transcript itself in that format (409 until done)."""
+    `?format=json|verbose_json|text|srt|vtt|tsv`: the transcript itself in that format (409 until done);
+    srt and vtt follow the job's subtitle options, or those the query gives (max_line_width=…)."""
     manager = _manager(request)
     if format is not None:
         check_format(format, param="format")
     job = _job(manager, job_id)
+    style = _subtitle_style(job, dict(request.query_params))
     if format is None:
         return JSONResponse(manager.view(job, with_result=True))
     if job.status != DONE:
         raise ApiError(409, f"job {job_id} is {job.status}, not done: no transcript to render yet",
                        code="job_not_done", param="id")
     name = Path(job.filename).stem if job.filename else None  # RTTM's file id
-    return Response(render(job_transcript(job), format, name=name), media_type=media_type(format))
+    return Response(render(job_transcript(job), format, style, name=name), media_type=media_type(format))
+
+
+def _subtitle_style(job: JobRecord, query: dict[str, str]) -> SubtitleStyle:
+    """The style a job's subtitles are written to: its own options, each replaced where the query gives it."""
+    options = TranscribeOptions.from_dict(job.options)
+    for name in SUBTITLE_FIELDS:
+        if name in query:
+            setattr(options, name, BY_NAME[name].parse(query[name]))
+    return options.subtitle_style()
 
 
 @router.get("/{job_id}/events", summary="Progress and segments as server-sent events")

@@ -13,7 +13,9 @@ from ..errors import ModelError, OptionsError
 from ..models import resolve_model
 from ..pipeline import cpu_layout
 from .app import create_app
+from .header_deadline import header_deadline_protocol
 from .logs import configure_logging
+from .memory import limit_malloc_arenas
 from .realtime.protocol import MAX_MESSAGE_BYTES
 from .realtime.transport import websocket_protocol
 from .settings import ServerSettings, add_serve_arguments, settings_from_args
@@ -42,7 +44,7 @@ def serve(settings: ServerSettings | None = None) -> int:
     settings = settings or ServerSettings()
     configure_logging(settings.log_level, settings.log_format)
     try:
-        resolve_model(settings.model)  # a wrong name fails here in one line, before anything starts
+        resolve_model(settings.model, settings.allow_download)  # a wrong name fails here in one line
         cpu_layout(settings.threads_per_worker(), settings.device)  # and so does AMANUENSIS_DECODERS
     except (ModelError, OptionsError) as exc:
         log.error("cannot start: %s", exc)
@@ -51,6 +53,7 @@ def serve(settings: ServerSettings | None = None) -> int:
         from .ray_serve import serve_on_ray
 
         return serve_on_ray(settings)
+    limit_malloc_arenas()  # before the models' threads start: unloaded models' memory can then go back
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -59,6 +62,7 @@ def serve(settings: ServerSettings | None = None) -> int:
         log_config=None,
         access_log=False,
         lifespan="on",
+        http=header_deadline_protocol(settings.header_timeout),
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
         server_header=False,
         ws=websocket_protocol(settings.realtime_send_timeout),

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import OptionsError
 from ..formats import FORMATS, SPEAKER_FORMATS, check_format
-from ..options import OPENAI, TranscribeOptions, exposed, parse_bool
+from ..options import JOBS, OPENAI, TranscribeOptions, exposed, parse_bool
 
 OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json", "rttm")
 """OpenAI's response formats and RTTM (tsv is ours: /transcribe and /v1/jobs only)."""
@@ -53,6 +53,8 @@ class Params:
     options: TranscribeOptions
     stream: bool = False
     granularities: tuple[str, ...] = ()
+    callback_url: str | None = None
+    """Jobs only: where the finished job is POSTed (checked by amanuensis.jobs.callbacks)."""
 
 
 def option_values(form: Form, door: str) -> dict[str, Any]:
@@ -103,8 +105,9 @@ def parse_params(door: str, form: Form, task: str | None = None) -> Params:
             # Batched decoding publishes a lane's segments only after a whole batch step; window by window
             # (sequential) decoding hands each 30 s window's segments over as soon as it is decoded.
             values["mode"] = "sequential"
+    callback_url = form.text("callback_url") if door == JOBS else None
     form.refuse_unknown()
-    return Params(model, fmt, TranscribeOptions.from_door(door, values), stream, granularities)
+    return Params(model, fmt, TranscribeOptions.from_door(door, values), stream, granularities, callback_url)
 
 
 def _openai_answer(form: Form, fmt: str) -> tuple[bool, tuple[str, ...]]:

@@ -149,7 +149,7 @@ class RayModelPool(ModelPool):
         self._answers: dict[str, ReplicaAnswer] = {}
         self._answers_lock = threading.Lock()
 
-    def _load(self, name: str) -> RemoteTranscriber:
+    def _load(self, model: object, threads: int | None = None) -> RemoteTranscriber:
         described = self.handle.describe.remote().result()
         return RemoteTranscriber(self, described["info"], described["compute_type"], described["device"])
 
@@ -169,6 +169,12 @@ class RayModelPool(ModelPool):
         if info.path != self.default.info.path:
             raise ModelError(f"model {name!r} is not served here: this Ray deployment serves {self.default.info.name}")
         return info
+
+    def load(self, info: ModelInfo) -> None:
+        """Only the default model is served (by the replicas): loading another one here is refused."""
+        if info.path != self.default.info.path:
+            raise ModelError(f"model {info.name!r} is not served here: this Ray deployment serves "
+                             f"{self.default.info.name}")
 
     def record(self, answer: ReplicaAnswer) -> None:
         """Keep each replica's newest answer (its served count and batching counts): the one with the

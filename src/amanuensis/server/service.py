@@ -134,16 +134,33 @@ class TranscriptionService:
         self.counters = Counters()
         self.started = time.time()
         self.accepting = False
+        self._expiry: asyncio.Task | None = None
         metrics.watch(self.live)
 
     async def start(self) -> None:
-        """Load the default model (in a thread) and start accepting jobs."""
+        """Load the default model (in a thread), start accepting jobs and unloading idle models."""
         await asyncio.to_thread(self.pool.load_default)
         self.accepting = True
+        if self.settings.model_ttl:
+            self._expiry = asyncio.create_task(self._unload_idle_models(), name="models-ttl")
+
+    async def _unload_idle_models(self) -> None:
+        """Every quarter of `model_ttl` (1 to 30 s), unload the models idle that long."""
+        interval = min(30.0, max(1.0, self.settings.model_ttl / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(self.pool.unload_idle)
+            except Exception:  # noqa: BLE001 - try again at the next tick
+                log.exception("unloading idle models failed")
 
     async def stop(self) -> None:
         """Stop accepting; wait for running jobs to end."""
         self.accepting = False
+        if self._expiry is not None:
+            self._expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry
         await asyncio.to_thread(self.executor.shutdown, True, cancel_futures=True)
         await asyncio.to_thread(self.pool.close)
 
@@ -211,7 +228,12 @@ class TranscriptionService:
               on_ready: ReadySink | None, progress: ProgressCallback | None) -> tuple[Transcript, float, str | None]:
         if cancel.is_set():
             raise JobCancelled("the request ended before its turn came")
-        transcriber = self.pool.get(job.model, slot)
+        with self.pool.using(job.model, slot) as transcriber:
+            return self._transcribe(transcriber, job, cancel, on_segment, on_ready, progress)
+
+    def _transcribe(self, transcriber: Transcriber, job: Job, cancel: threading.Event,
+                    on_segment: SegmentSink | None, on_ready: ReadySink | None,
+                    progress: ProgressCallback | None) -> tuple[Transcript, float, str | None]:
         started = time.perf_counter()
         samples = load_audio(job.path, self.settings.max_audio_seconds)
         duration = len(samples) / SAMPLE_RATE

@@ -33,10 +33,20 @@ class ServerSettings(BaseSettings):
                                  "chunks to share its engine batch; 0 turns cross-request batching off")
     max_queue: int = Field(32, ge=0, description="requests allowed to wait for a worker; past it, 503")
     max_models: int = Field(2, ge=1, description="models held in memory at once, the default included")
+    model_ttl: float = Field(300.0, ge=0, description="seconds a model other than the default may sit idle "
+                             "before it is unloaded; 0 = kept until unloaded or displaced")
+    max_model_memory_mb: float = Field(0.0, ge=0, description="memory the models held may take together "
+                                       "(their measured size); past it a load is refused with 507; 0 = no limit "
+                                       "but the host's available memory")
+    allow_download: bool = Field(False, description="download faster-whisper hub models that are not cached")
     max_upload_mb: float = Field(200.0, gt=0)
     max_audio_seconds: float = Field(7200.0, gt=0)
     request_timeout: float = Field(600.0, gt=0, description="seconds from arrival to answer, queue included")
+    header_timeout: float = Field(10.0, gt=0, le=600, description="seconds a client may take to send a "
+                                  "request's headers; past it, 408 and the connection is closed")
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    public_docs: bool = Field(False, description="with API keys set, serve /docs, /redoc and /openapi.json "
+                              "without a key")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     tmp_dir: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -45,6 +55,10 @@ class ServerSettings(BaseSettings):
     shutdown_timeout: float = Field(30.0, ge=0)
     data_dir: Path | None = Field(None, description="jobs database and job audio (default: the user's data dir)")
     job_retention_hours: float = Field(168.0, gt=0, description="finished jobs and their audio are kept this long")
+    callback_secret: str | None = Field(None, description="key of the jobs' callback signatures (default: "
+                                        "generated once into <data_dir>/callback-secret)")
+    allow_private_callbacks: bool = Field(False, description="let jobs call back loopback, private and "
+                                          "link-local addresses")
     ray_address: str | None = Field(None, description="serve on Ray Serve: auto, ray://host:10001, host:6379, "
                                     "or empty for a local Ray started on the spot; unset = no Ray")
     ray_min_replicas: int | None = Field(None, ge=0, le=1024, description="with Ray: autoscaling lower bound")
@@ -117,9 +131,15 @@ _FLAGS: dict[str, tuple[str, dict]] = {
                                           "with (default 50; 0 = off)"}),
     "--max-queue": ("max_queue", {"type": int, "help": "requests that may wait for a worker (default 32)"}),
     "--max-models": ("max_models", {"type": int, "help": "models held in memory at once (default 2)"}),
+    "--model-ttl": ("model_ttl", {"type": float, "help": "unload a model other than the default after this "
+                                  "many idle seconds (default 300; 0 = never)"}),
+    "--max-model-memory-mb": ("max_model_memory_mb", {"type": float, "help": "memory the loaded models may "
+                                                      "take together, in MiB (default 0: the host's available)"}),
     "--max-upload-mb": ("max_upload_mb", {"type": float, "help": "upload size limit in MiB (default 200)"}),
     "--max-audio-seconds": ("max_audio_seconds", {"type": float, "help": "audio length limit (default 7200)"}),
     "--request-timeout": ("request_timeout", {"type": float, "help": "seconds per request (default 600)"}),
+    "--header-timeout": ("header_timeout", {"type": float, "help": "seconds a client may take to send a "
+                                            "request's headers, then 408 and a close (default 10)"}),
     "--api-key": ("api_keys", {"action": "append", "help": "accepted Bearer key (repeat for several)"}),
     "--cors-origin": ("cors_origins", {"action": "append", "help": "allowed CORS origin (repeatable)"}),
     "--tmp-dir": ("tmp_dir", {"help": "where uploads are spooled (default: system temp)"}),
@@ -128,6 +148,8 @@ _FLAGS: dict[str, tuple[str, dict]] = {
     "--log-format": ("log_format", {"choices": ["text", "json"], "help": "text or json lines"}),
     "--data-dir": ("data_dir", {"help": "jobs database and job audio (default: ~/.local/share/amanuensis)"}),
     "--job-retention-hours": ("job_retention_hours", {"type": float, "help": "keep finished jobs (default 168)"}),
+    "--callback-secret": ("callback_secret", {"help": "key that signs job callbacks (default: generated into "
+                                              "DATA_DIR/callback-secret)"}),
     "--ray-min-replicas": ("ray_min_replicas", {"type": int, "help": "with --ray: fewest model replicas when "
                                                 "autoscaling (default 1)"}),
     "--ray-max-replicas": ("ray_max_replicas", {"type": int, "help": "with --ray: most model replicas; set to "
@@ -154,6 +176,18 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--ray", dest="serve_ray_address", nargs="?", const="", default=None, metavar="ADDRESS",
         help="serve on Ray Serve (models as replicas across the cluster): auto, ray://host:10001, or none "
         "for a local Ray started now; --workers is then the number of model replicas",
+    )
+    parser.add_argument(
+        "--public-docs", dest="serve_public_docs", action="store_const", const=True, default=None,
+        help="with --api-key: serve /docs, /redoc and /openapi.json without a key",
+    )
+    parser.add_argument(
+        "--allow-download", dest="serve_allow_download", action="store_const", const=True, default=None,
+        help="download faster-whisper hub models that are not cached (default: offline)",
+    )
+    parser.add_argument(
+        "--allow-private-callbacks", dest="serve_allow_private_callbacks", action="store_const", const=True,
+        default=None, help="let jobs' callback_url point at loopback, private and link-local addresses",
     )
     parser.add_argument(
         "--no-access-log", dest="serve_access_log", action="store_const", const=False, default=None,

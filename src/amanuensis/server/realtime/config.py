@@ -14,7 +14,7 @@ from .protocol import BETA_FORMATS, BetaSessionUpdate, ProtocolError, SessionUpd
 
 GA_INPUT = "session.audio.input"
 DECLARED = {option.name: option for option in exposed(REALTIME)}
-"""The transcription options a session sets (amanuensis.options: language, prompt), by name: fields
+"""The transcription options a session sets (amanuensis.options: language, prompt, hotwords), by name: fields
 of `audio.input.transcription` and of SessionConfig."""
 BETA_PARAMS = {"model": "session.input_audio_transcription.model",
                "language": "session.input_audio_transcription.language",
@@ -23,13 +23,14 @@ BETA_PARAMS = {"model": "session.input_audio_transcription.model",
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """What a session transcribes with: input format, model, language, prompt, server VAD (or None:
-    the client commits each turn)."""
+    """What a session transcribes with: input format, model, language, prompt, hotwords, server VAD (or
+    None: the client commits each turn)."""
 
     format: InputFormat = InputFormat()
     model: str | None = None
     language: str | None = None
     prompt: str | None = None
+    hotwords: str | None = None
     turn_detection: TurnDetection | None = TurnDetection()
 
     def describe(self, model_name: str) -> dict:

