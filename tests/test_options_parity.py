@@ -32,7 +32,8 @@ from amanuensis.server.params import Form, parse_params
 
 from .server_fixtures import SHORT_CLIP, RunningServer, run_server, upload
 
-GOOD = {"bool": None, "int": "2", "float": "3.5", "str": "de", "choice": "translate", "temperature": "0.3"}
+GOOD = {"bool": None, "int": "2", "float": "3.5", "str": "de", "choice": "translate", "temperature": "0.3",
+        "speakers": "alice=data:audio/wav;base64,UklGRiQAAABXQVZF"}
 """A valid value that differs from the default, per kind (bool: the opposite of the default)."""
 GOOD_BY_NAME = {"prompt": "Ask not what your country can do for you.", "max_line_width": "32", "max_line_count": "3",
                 "max_chars_per_second": "15.5", "vad_threshold": "0.35"}
@@ -57,6 +58,7 @@ BAD = {
     "max_cue_seconds": ["0.5", "61", "nan", "long"],
     "max_chars_per_second": ["0", "101", "inf"],
     "highlight_words": ["karaoke"],
+    "known_speakers": ["alice", "=data:audio/wav;base64,UklG", "alice=clip.wav", "alice=data:audio/wav;base64,U!"],
 }
 """Values every door must refuse, naming the option (prompt takes any text)."""
 HTTP_ROUTES = {"/transcribe": (NATIVE, None), "/v1/audio/transcriptions": (OPENAI, "transcribe"),

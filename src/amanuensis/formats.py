@@ -1,4 +1,5 @@
-"""Writers for every output format: json, verbose_json, text, srt, vtt (cues in amanuensis.subtitles), tsv."""
+"""Writers for every output format: json, verbose_json, text, srt, vtt (cues in amanuensis.subtitles), tsv,
+diarized_json, rttm."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from .errors import OptionsError
 from .subtitles import SubtitleStyle, to_srt, to_vtt
 from .transcript import Segment, Transcript, Word
 
-FORMATS = ("json", "verbose_json", "text", "srt", "vtt", "tsv")
+FORMATS = ("json", "verbose_json", "text", "srt", "vtt", "tsv", "diarized_json", "rttm")
+SPEAKER_FORMATS = ("diarized_json", "rttm")
+"""Formats that are about speakers: asking for one turns diarization on."""
 MEDIA_TYPES = {
     "json": "application/json",
     "verbose_json": "application/json",
@@ -16,8 +19,13 @@ MEDIA_TYPES = {
     "srt": "application/x-subrip; charset=utf-8",
     "vtt": "text/vtt; charset=utf-8",
     "tsv": "text/tab-separated-values; charset=utf-8",
+    "diarized_json": "application/json",
+    "rttm": "text/plain; charset=utf-8",
 }
-EXTENSIONS = {"json": "json", "verbose_json": "json", "text": "txt", "srt": "srt", "vtt": "vtt", "tsv": "tsv"}
+EXTENSIONS = {"json": "json", "verbose_json": "json", "text": "txt", "srt": "srt", "vtt": "vtt", "tsv": "tsv",
+              "diarized_json": "diarized.json", "rttm": "rttm"}
+RTTM_FILE_ID = "audio"
+"""The file id of RTTM lines when the caller names no recording."""
 SUBTITLES = ("srt", "vtt")
 """The formats written to a SubtitleStyle (amanuensis.subtitles)."""
 
@@ -34,10 +42,13 @@ def media_type(fmt: str) -> str:
     return MEDIA_TYPES[check_format(fmt)]
 
 
-def render(transcript: Transcript, fmt: str, style: SubtitleStyle | None = None) -> str:
-    """Render a transcript in `fmt` (one of FORMATS); subtitles to `style` (default: the declared one)."""
+def render(transcript: Transcript, fmt: str, style: SubtitleStyle | None = None, name: str | None = None) -> str:
+    """Render a transcript in `fmt` (one of FORMATS); subtitles to `style` (default: the declared one);
+    `name` is the recording's id where a format carries one (RTTM)."""
     if check_format(fmt) in SUBTITLES:
         return _WRITERS[fmt](transcript, style)
+    if fmt == "rttm":
+        return to_rttm(transcript, name or RTTM_FILE_ID)
     return _WRITERS[fmt](transcript)
 
 
@@ -60,6 +71,8 @@ def segment_json(segment: Segment, verbose: bool = False) -> dict:
         }
     if segment.speaker is not None:
         data["speaker"] = segment.speaker
+    if segment.overlap:
+        data["overlap"] = True
     if segment.language is not None and verbose:
         data["language"] = segment.language
     if segment.words is not None:
@@ -72,6 +85,8 @@ def word_json(word: Word) -> dict:
     data = {"word": word.word, "start": word.start, "end": word.end, "probability": word.probability}
     if word.speaker is not None:
         data["speaker"] = word.speaker
+    if word.overlap:
+        data["overlap"] = True
     return data
 
 
@@ -134,6 +149,36 @@ def to_tsv(transcript: Transcript) -> str:
     return "\n".join(rows) + "\n"
 
 
+def diarized_segment_json(segment: Segment) -> dict:
+    """A segment in OpenAI's diarized shape (`transcript.text.segment`): id, times, text, speaker."""
+    return {"type": "transcript.text.segment", "id": f"seg_{segment.id}", "start": segment.start,
+            "end": segment.end, "text": segment.text.strip(), "speaker": segment.speaker or "",
+            **({"overlap": True} if segment.overlap else {})}
+
+
+def to_diarized_json(transcript: Transcript) -> str:
+    """OpenAI's diarized_json: task, duration, text and speaker-labelled segments."""
+    data = {
+        "task": "transcribe",
+        "duration": round(transcript.duration, 3),
+        "text": transcript.text,
+        "segments": [diarized_segment_json(s) for s in transcript.segments if s.text.strip()],
+    }
+    return json.dumps(data, ensure_ascii=False)
+
+
+def to_rttm(transcript: Transcript, name: str = RTTM_FILE_ID) -> str:
+    """NIST RTTM: a SPEAKER line per segment (file id `name`, channel 1, onset, duration, speaker)."""
+    file_id = "_".join(name.split()) or RTTM_FILE_ID
+    lines = [
+        f"SPEAKER {file_id} 1 {segment.start:.3f} {segment.end - segment.start:.3f} <NA> <NA> "
+        f"{'_'.join((segment.speaker or 'SPEAKER_00').split())} <NA> <NA>"
+        for segment in transcript.segments
+        if segment.end > segment.start and segment.text.strip()
+    ]
+    return "".join(line + "\n" for line in lines)
+
+
 _WRITERS = {
     "json": to_json,
     "verbose_json": to_verbose_json,
@@ -141,4 +186,5 @@ _WRITERS = {
     "srt": to_srt,
     "vtt": to_vtt,
     "tsv": to_tsv,
+    "diarized_json": to_diarized_json,
 }

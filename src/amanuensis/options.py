@@ -8,6 +8,7 @@ also for library callers); checks that need the model are in `TranscribeOptions.
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
 import math
 from collections.abc import Sequence
@@ -48,7 +49,7 @@ class Option:
     name: str
     """The form field, the error `param` and (with dashes) the command-line flag."""
     kind: str
-    """bool, int, float, str, choice or temperature."""
+    """bool, int, float, str, choice, temperature or speakers (NAME=REFERENCE pairs, one per value)."""
     default: Any
     help: str
     doors: tuple[str, ...] = FILE_DOORS
@@ -97,6 +98,8 @@ class Option:
             value = _temperatures(self.name, text)
         elif self.kind == "choice":
             value = text.lower()
+        elif self.kind == "speakers":
+            value = (known_speaker(self.name, text),)
         else:
             value = text.lower() if self.lowercase else text
         return self.check(value)
@@ -113,11 +116,42 @@ class Option:
             if not low <= value <= high:  # False for NaN too
                 bounds = f"between {self.minimum} and {self.maximum}" if self.maximum else f"at least {self.minimum}"
                 raise OptionsError(f"{self.name} must be {bounds}, not {value}", self.name)
+        if self.kind == "speakers":
+            names = [name for name, _ in value]
+            if len(names) > MAX_KNOWN_SPEAKERS:
+                raise OptionsError(f"{self.name}: at most {MAX_KNOWN_SPEAKERS} known speakers", self.name)
+            if len(set(names)) != len(names):
+                raise OptionsError(f"{self.name}: each known speaker needs a different name", self.name)
         if self.kind == "temperature":
             temps = temperature_schedule(value)
             if not temps or any(not (math.isfinite(t) and 0.0 <= t <= 1.0) for t in temps):
                 raise OptionsError(f"{self.name} must be between 0 and 1, not {value!r}", self.name)
         return value
+
+
+MAX_KNOWN_SPEAKERS = 4
+"""OpenAI's limit on known_speaker_names[]."""
+MAX_REFERENCE_BYTES = 2 * 1024 * 1024
+"""A reference clip is a few seconds of speech (2 MiB: a minute of 16 kHz 16-bit WAV); more is refused."""
+
+
+def known_speaker(option: str, text: str) -> tuple[str, str]:
+    """`NAME=data:…;base64,…` → (name, data URL), the URL checked as base64 (its audio is decoded when
+    used); raises OptionsError naming `option`."""
+    name, sep, reference = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise OptionsError(f"{option} takes NAME=REFERENCE, not {text[:40]!r}", option)
+    header, comma, payload = reference.strip().partition(",")
+    if not (header.startswith("data:") and header.endswith(";base64") and comma):
+        raise OptionsError(f"{option}: the reference of {name!r} must be a data URL (data:audio/…;base64,…)", option)
+    if len(payload) * 3 // 4 > MAX_REFERENCE_BYTES:
+        raise OptionsError(f"{option}: the reference of {name!r} is over {MAX_REFERENCE_BYTES >> 20} MiB", option)
+    try:
+        binascii.a2b_base64(payload.encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise OptionsError(f"{option}: the reference of {name!r} is not valid base64", option) from None
+    return name, reference.strip()
 
 
 def parse_bool(name: str, text: str) -> bool:
@@ -183,6 +217,10 @@ OPTIONS: tuple[Option, ...] = (
            minimum=1),
     Option("max_speakers", "int", None, "with diarization: at most this many speakers", doors=_SPEAKER_DOORS,
            minimum=1),
+    Option("known_speakers", "speakers", (), "with diarization: a known voice gets its name — NAME=clip, a "
+           "few seconds of that speaker alone (CLI: --speaker NAME=clip.wav, repeatable; HTTP: NAME=data URL "
+           "per field; OpenAI: known_speaker_names[] with known_speaker_references[])",
+           flag="--speaker", doors=(CLI, NATIVE, OPENAI, JOBS)),
     Option("best_of", "int", 5, "samples drawn at each temperature above 0 (library only)", doors=(),
            minimum=1, maximum=20),
     Option("condition_on_previous_text", "bool", True, "prompt each chunk with the text before it "
@@ -242,6 +280,8 @@ class TranscribeOptions:
     max_cue_seconds: float = _STYLE.max_cue_seconds
     max_chars_per_second: float = _STYLE.max_chars_per_second
     highlight_words: bool = _STYLE.highlight_words
+    known_speakers: tuple[tuple[str, str], ...] = ()
+    """(name, audio clip as a data URL) of each voice to label by name."""
     mode: str = "batched"
     decoding: DecodeSettings = field(default_factory=DecodeSettings)
     """The decoder's tuning (thresholds, encoder windows) for library and benchmark callers; beam size,
@@ -269,9 +309,10 @@ class TranscribeOptions:
                 "task",
             )
         if not self.diarize:
-            for name in ("min_speakers", "max_speakers"):
-                if getattr(self, name) is not None:
-                    raise OptionsError(f"{name} needs enable_diarization=true (--diarize)", name)
+            for name in ("min_speakers", "max_speakers", "known_speakers"):
+                if getattr(self, name):
+                    raise OptionsError(f"{name} needs enable_diarization=true (--diarize, or "
+                                       "response_format diarized_json or rttm)", name)
         if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:
             raise OptionsError("min_speakers must not exceed max_speakers", "min_speakers")
         if self.diarize:
@@ -313,7 +354,10 @@ class TranscribeOptions:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TranscribeOptions:
         """Inverse of to_dict (unknown keys ignored)."""
-        return cls(**{key: value for key, value in data.items() if key in BY_FIELD})
+        values = {key: value for key, value in data.items() if key in BY_FIELD}
+        if "known_speakers" in values:  # JSON keeps the pairs as lists
+            values["known_speakers"] = tuple((name, reference) for name, reference in values["known_speakers"])
+        return cls(**values)
 
 
 _DOOR_TITLES = {CLI: "`transcribe`", NATIVE: "`/transcribe`", OPENAI: "OpenAI", JOBS: "`/v1/jobs`, `jobs submit`",
@@ -324,7 +368,7 @@ def describe_default(value: Any) -> str:
     """A default as the README table and the command-line help show it."""
     if value == DEFAULT_TEMPERATURES:
         return "0 (falls back to 0.2 … 1.0)"
-    if value is None:
+    if value is None or value == ():
         return "—"
     return str(value).lower() if isinstance(value, bool) else str(value)
 

@@ -170,8 +170,10 @@ class Transcriber:
         duration = len(samples) / SAMPLE_RATE
         if options.diarize:
             from .diarize.encoder import get_encoder
+            from .diarize.known import load_known_voices
 
-            get_encoder()  # raises DiarizationUnavailableError before any decoding work
+            # raises DiarizationUnavailableError, or OptionsError for a bad reference clip, before decoding
+            known = load_known_voices(options.known_speakers, get_encoder())
         # Diarization splits segments at word boundaries, so it decodes with word times.
         decode_options = replace(options, word_timestamps=True) if options.diarize else options
         segments, language, probability = self._decode(samples, decode_options, progress, on_segment, speech_scores)
@@ -188,7 +190,8 @@ class Transcriber:
             from .diarize import diarize_transcript
 
             transcript = diarize_transcript(
-                samples, transcript, min_speakers=options.min_speakers, max_speakers=options.max_speakers
+                samples, transcript, min_speakers=options.min_speakers, max_speakers=options.max_speakers,
+                known=known,
             )
             if not options.word_timestamps:
                 for segment in transcript.segments:

@@ -15,6 +15,8 @@ class Word:
     end: float
     probability: float
     speaker: str | None = None
+    overlap: bool = False
+    """Diarized: another speaker talks at the same time (overlapped speech)."""
 
 
 @dataclass
@@ -33,6 +35,8 @@ class Segment:
     words: list[Word] | None = None
     speaker: str | None = None
     language: str | None = None
+    overlap: bool = False
+    """Diarized: another speaker talks over part of this segment (overlapped speech)."""
 
 
 @dataclass

@@ -65,9 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
         serve.set_defaults(handler=lambda args: _unavailable("serve", reason))
 
     bench = commands.add_parser("bench", help="benchmarks against peers (frontend, e2e, realtime, load, corpus, "
-                                "words, nonspeech) and a soak test (soak); needs the bench extra")
+                                "words, nonspeech), a soak test (soak), diarization (diarize); needs the bench extra")
     bench.add_argument("which", choices=("frontend", "e2e", "realtime", "load", "corpus", "words", "nonspeech",
-                                         "soak"))
+                                         "soak", "diarize"))
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(handler=cmd_bench)
 
@@ -108,9 +108,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from ..formats import EXTENSIONS, render
     from ..options import CLI
     from ..pipeline import Transcriber
-    from .flags import options_from_args
+    from .flags import options_from_args, speakers_for_formats
 
-    options = options_from_args(args, CLI)
+    options = speakers_for_formats(options_from_args(args, CLI), [args.format])
     transcriber = Transcriber(args.model, device=args.device, compute_type=args.compute_type)
     options.validate(transcriber.info)
     if args.output_dir:
@@ -125,7 +125,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             sys.stderr.write(f"amanuensis: error: {path}: {exc}\n")
             failures += 1
             continue
-        output = render(transcript, args.format, options.subtitle_style())
+        output = render(transcript, args.format, options.subtitle_style(), name=path.stem)
         if args.output_dir:
             target = args.output_dir / f"{path.stem}.{EXTENSIONS[args.format]}"
             target.write_text(output, encoding="utf-8")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..formats import EXTENSIONS, FORMATS
 from ..options import CLI
-from .flags import add_model_flags, add_option_flags, options_from_args
+from .flags import add_model_flags, add_option_flags, options_from_args, speakers_for_formats
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         return _fail("--workers is for local runs: with --ray, use --replicas")
     try:
         formats = _chosen_formats(args)
-        options = options_from_args(args, CLI)
+        options = speakers_for_formats(options_from_args(args, CLI), formats)
         model = resolve_model(args.model)
         options.validate(model)
         files = collect_inputs(args.inputs)

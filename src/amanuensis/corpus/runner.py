@@ -145,7 +145,8 @@ class CorpusRun:
             try:
                 style = self.options.subtitle_style()
                 for fmt, output in zip(self.formats, outputs):
-                    write_atomically(self.outdir / output, render(result.transcript, fmt, style))
+                    text = render(result.transcript, fmt, style, name=planned.file.stem.name)
+                    write_atomically(self.outdir / output, text)
             except OSError as exc:
                 result.transcript, result.error = None, f"cannot write the outputs: {exc}"
             else:

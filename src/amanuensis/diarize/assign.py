@@ -8,6 +8,7 @@ import logging
 import numpy as np
 
 from ..transcript import Segment, Transcript, Word
+from .known import KnownVoice, name_speakers
 from .turns import SpeakerTurn, speaker_label
 
 log = logging.getLogger(__name__)
@@ -21,16 +22,26 @@ def diarize_transcript(
     transcript: Transcript,
     min_speakers: int | None = None,
     max_speakers: int | None = None,
+    known: list[KnownVoice] | None = None,
 ) -> Transcript:
-    """Diarize `samples` (16 kHz mono float32) and return `transcript` with a speaker on every segment and word."""
+    """Diarize `samples` (16 kHz mono float32) and return `transcript` with a speaker on every segment and
+    word; a speaker matching one of the `known` voices is labelled with its name."""
     from .core import diarize
+    from .encoder import get_encoder
 
     turns = diarize(samples, min_speakers=min_speakers, max_speakers=max_speakers)
+    if known:
+        turns = name_speakers(turns, samples, known, get_encoder())
     return assign_speakers(transcript, turns)
 
 
 def assign_speakers(transcript: Transcript, turns: list[SpeakerTurn]) -> Transcript:
-    """A copy of `transcript` labelled from `turns`; segments spanning a speaker change are split."""
+    """A copy of `transcript` labelled from `turns`; segments spanning a speaker change are split.
+
+    Each word takes the main speaker of its time; a word (and its segment) heard while an overlap turn
+    runs is marked `overlap`."""
+    overlaps = [t for t in turns if t.overlap]
+    turns = [t for t in turns if not t.overlap]
     if not turns:
         turns = [SpeakerTurn(0.0, max(transcript.duration, 0.0), speaker_label(0))]
     segments: list[Segment] = []
@@ -38,7 +49,25 @@ def assign_speakers(transcript: Transcript, turns: list[SpeakerTurn]) -> Transcr
         segments.extend(_split_by_words(segment, turns) if segment.words else _split_by_time(segment, turns))
     for index, segment in enumerate(segments):
         segment.id = index
+        _mark_overlap(segment, overlaps)
     return dataclasses.replace(transcript, segments=segments)
+
+
+def overlapped(start: float, end: float, overlaps: list[SpeakerTurn]) -> bool:
+    """True when an overlap turn covers the middle of [start, end]."""
+    middle = (start + end) / 2
+    return any(t.start <= middle <= t.end for t in overlaps)
+
+
+def _mark_overlap(segment: Segment, overlaps: list[SpeakerTurn]) -> None:
+    if segment.words:
+        for word in segment.words:
+            word.overlap = overlapped(word.start, word.end, overlaps)
+        segment.overlap = any(word.overlap for word in segment.words)
+    else:
+        segment.overlap = any(
+            min(segment.end, t.end) - max(segment.start, t.start) >= MIN_SPLIT_S / 2 for t in overlaps
+        )
 
 
 def speaker_at(start: float, end: float, turns: list[SpeakerTurn]) -> str:

@@ -84,21 +84,31 @@ _WINDOW = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)  # periodic H
 
 
 def mel_frames(samples: np.ndarray, chunk_frames: int = 8192) -> np.ndarray:
-    """Power mel spectrogram (not log), centred zero-padded STFT: float32 (len // 160 + 1, 40)."""
-    padded = np.pad(np.asarray(samples, dtype=np.float32), N_FFT // 2)
-    n_frames = 1 + (len(padded) - N_FFT) // HOP
+    """Power mel spectrogram (not log), centred zero-padded STFT: float32 (len // 160 + 1, 40).
+
+    Computed chunk by chunk from `samples` itself, so no padded copy of a long recording is made."""
+    samples = np.asarray(samples, dtype=np.float32)
+    half = N_FFT // 2
+    n_frames = 1 + len(samples) // HOP
     out = np.empty((n_frames, N_MELS), dtype=np.float32)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
     for start in range(0, n_frames, chunk_frames):
-        block = frames[start : start + chunk_frames] * _WINDOW
+        count = min(chunk_frames, n_frames - start)
+        low, high = start * HOP - half, (start + count - 1) * HOP + half
+        piece = samples[max(0, low) : min(len(samples), high)]
+        piece = np.pad(piece, (max(0, -low), max(0, high - len(samples))))
+        block = np.lib.stride_tricks.sliding_window_view(piece, N_FFT)[::HOP][:count] * _WINDOW
         power = np.abs(np.fft.rfft(block, axis=1)) ** 2
-        out[start : start + chunk_frames] = power @ _FILTERS.T
+        out[start : start + count] = power @ _FILTERS.T
     return out
 
 
-def volume_gain(samples: np.ndarray, target_dbfs: float = TARGET_DBFS) -> float:
-    """Gain that raises `samples` to `target_dbfs` RMS (never lowers it), as Resemblyzer's preprocessing."""
-    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
+def volume_gain(samples: np.ndarray | float, target_dbfs: float = TARGET_DBFS) -> float:
+    """Gain that raises `samples` (or a signal of RMS `samples`) to `target_dbfs` RMS (never lowers it),
+    as Resemblyzer's preprocessing."""
+    if isinstance(samples, float):
+        rms = samples
+    else:
+        rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
     if rms <= 1e-8:
         return 1.0
     change_db = target_dbfs - 20 * np.log10(rms)

@@ -1,4 +1,4 @@
-"""Speech regions (Silero VAD via faster-whisper) and the sliding windows embedded inside them."""
+"""Speech regions (the project's VAD, asr/vad.py) and the sliding windows embedded inside them."""
 
 from __future__ import annotations
 
@@ -12,14 +12,17 @@ FRAME_S = HOP / SAMPLE_RATE  # 10 ms: the unit of every region and window below
 def speech_regions(
     samples: np.ndarray, min_silence_s: float = 0.25, pad_s: float = 0.1, threshold: float = 0.5
 ) -> list[tuple[int, int]]:
-    """Speech regions as half-open (start, end) mel-frame indices (10 ms frames)."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
+    """Speech regions as half-open (start, end) mel-frame indices (10 ms frames).
 
-    options = VadOptions(
-        threshold=threshold, min_silence_duration_ms=int(min_silence_s * 1000), speech_pad_ms=int(pad_s * 1000)
-    )
-    stamps = get_speech_timestamps(np.asarray(samples, dtype=np.float32), options)
-    regions = [(int(s["start"]) // HOP, -(-int(s["end"]) // HOP)) for s in stamps]
+    Pauses from `min_silence_s` split regions (a speaker change often sits in a short pause), and the
+    regions are padded by only `pad_s`: padding is scored as speech.
+    """
+    from ..asr.vad import VadOptions, detect_speech
+
+    options = VadOptions(threshold=threshold, min_silence_ms=int(min_silence_s * 1000), speech_pad_ms=int(pad_s * 1000),
+                         energy_gate_db=None)
+    found = detect_speech(np.asarray(samples, dtype=np.float32), options)
+    regions = [(start // HOP, -(-end // HOP)) for start, end in found.regions]
     return [(start, end) for start, end in regions if end > start]
 
 

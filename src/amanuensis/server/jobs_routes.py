@@ -201,7 +201,8 @@ async def get_job(request: Request, job_id: str, format: str | None = None) -> R
     if job.status != DONE:
         raise ApiError(409, f"job {job_id} is {job.status}, not done: no transcript to render yet",
                        code="job_not_done", param="id")
-    return Response(render(job_transcript(job), format, style), media_type=media_type(format))
+    name = Path(job.filename).stem if job.filename else None  # RTTM's file id
+    return Response(render(job_transcript(job), format, style, name=name), media_type=media_type(format))
 
 
 def _subtitle_style(job: JobRecord, query: dict[str, str]) -> SubtitleStyle:

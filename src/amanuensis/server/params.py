@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import OptionsError
-from ..formats import FORMATS, check_format
+from ..formats import FORMATS, SPEAKER_FORMATS, check_format
 from ..options import JOBS, OPENAI, TranscribeOptions, exposed, parse_bool
 
-OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
-"""OpenAI's response formats (tsv is ours: /transcribe and /v1/jobs only)."""
+OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json", "rttm")
+"""OpenAI's response formats and RTTM (tsv is ours: /transcribe and /v1/jobs only)."""
 GRANULARITIES = ("word", "segment")
-STREAM_FORMATS = ("json", "text")
+STREAM_FORMATS = ("json", "text", "diarized_json")
 
 
 class Form:
@@ -59,12 +59,29 @@ class Params:
 
 def option_values(form: Form, door: str) -> dict[str, Any]:
     """The declared options of `door` that the form sets, parsed and checked (by option name)."""
-    values = {}
+    values: dict[str, Any] = {}
     for option in exposed(door):
+        if option.kind == "speakers":
+            texts = form.values(option.name)
+            if door == OPENAI:
+                texts += openai_known_speakers(form)
+            if texts:
+                values[option.name] = option.check(tuple(pair for text in texts for pair in option.parse(text)))
+            continue
         text = form.text(option.name)
         if text is not None:
             values[option.name] = option.parse(text)
     return values
+
+
+def openai_known_speakers(form: Form) -> list[str]:
+    """OpenAI's known_speaker_names[] and known_speaker_references[] (data URLs), paired in order, as
+    NAME=REFERENCE texts."""
+    names, references = form.values("known_speaker_names"), form.values("known_speaker_references")
+    if len(names) != len(references):
+        raise OptionsError(f"{len(names)} known_speaker_names[] but {len(references)} known_speaker_references[]: "
+                           "give one reference clip per name", "known_speaker_references")
+    return [f"{name}={reference}" for name, reference in zip(names, references)]
 
 
 def parse_params(door: str, form: Form, task: str | None = None) -> Params:
@@ -73,6 +90,11 @@ def parse_params(door: str, form: Form, task: str | None = None) -> Params:
     model = form.text("model")
     fmt = check_format((form.text("response_format") or "json").lower(), OPENAI_FORMATS if door == OPENAI else FORMATS)
     values = option_values(form, door)
+    if fmt in SPEAKER_FORMATS:
+        if values.get("enable_diarization") is False:
+            raise OptionsError(f"response_format={fmt} labels speakers: leave enable_diarization on",
+                               "enable_diarization")
+        values["enable_diarization"] = True
     if task is not None:
         values["task"] = task
     stream, granularities = False, ()
@@ -97,7 +119,7 @@ def _openai_answer(form: Form, fmt: str) -> tuple[bool, tuple[str, ...]]:
     stream_text = form.text("stream")
     stream = stream_text is not None and parse_bool("stream", stream_text)
     if stream and fmt not in STREAM_FORMATS:
-        raise OptionsError(f"stream=true works with response_format json or text, not {fmt}", "stream")
+        raise OptionsError(f"stream=true works with response_format {', '.join(STREAM_FORMATS)}, not {fmt}", "stream")
     chunking = form.text("chunking_strategy")
     if chunking is not None and chunking != "auto":
         raise OptionsError("chunking_strategy supports only 'auto' (voice activity detection)", "chunking_strategy")

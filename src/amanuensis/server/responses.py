@@ -6,7 +6,7 @@ import json
 
 from fastapi.responses import JSONResponse, Response
 
-from ..formats import media_type, render, segment_json
+from ..formats import diarized_segment_json, media_type, render, segment_json
 from ..subtitles import SubtitleStyle
 from ..transcript import Transcript
 from .service import JobResult
@@ -50,6 +50,8 @@ def openai_response(transcript: Transcript, fmt: str, granularities: tuple[str, 
     subtitles follow `style`."""
     if fmt == "json":
         return JSONResponse({"text": transcript.text, "usage": _usage(transcript)})
+    if fmt == "diarized_json":
+        return JSONResponse({**json.loads(render(transcript, fmt)), "usage": _usage(transcript)})
     if fmt != "verbose_json":
         return Response(render(transcript, fmt, style), media_type=media_type(fmt))
     data = json.loads(render(transcript, "verbose_json"))
@@ -73,6 +75,11 @@ def sse(event: dict) -> bytes:
 def delta_event(text: str) -> bytes:
     """OpenAI's transcript.text.delta event."""
     return sse({"type": "transcript.text.delta", "delta": text, "logprobs": None})
+
+
+def segment_events(transcript: Transcript) -> list[bytes]:
+    """OpenAI's transcript.text.segment events: one per speaker-labelled segment (diarized_json)."""
+    return [sse(diarized_segment_json(s)) for s in transcript.segments if s.text.strip()]
 
 
 def done_event(transcript: Transcript) -> bytes:

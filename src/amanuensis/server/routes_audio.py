@@ -14,7 +14,7 @@ from ..errors import AmanuensisError
 from ..options import NATIVE, OPENAI, exposed
 from .errors import ApiError, error_body, from_domain
 from .intake import Accepted, accept_upload
-from .responses import delta_event, done_event, native_response, openai_response, sse
+from .responses import delta_event, done_event, native_response, openai_response, segment_events, sse
 from .service import JobResult, TranscriptionService
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ router = APIRouter()
 TRANSCRIPTION_ROUTES = ("/transcribe", "/v1/audio/transcriptions", "/v1/audio/translations")
 
 _KINDS = {"bool": "boolean", "int": "integer", "float": "number", "temperature": "string", "choice": "string",
-          "str": "string"}
+          "str": "string", "speakers": "string"}
 
 
 def form_doc(door: str, extra: dict[str, dict] | None = None) -> dict:
@@ -113,7 +113,8 @@ async def _stream(request: Request, accepted: Accepted) -> Response:
     if kind == "end":
         task.result()  # raises the job's error as a plain JSON answer
     state = request.scope.setdefault("state", {})
-    return StreamingResponse(_events(task, events, state), media_type="text/event-stream",
+    diarized = accepted.params.response_format == "diarized_json"
+    return StreamingResponse(_events(task, events, state, diarized), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -126,12 +127,15 @@ def _as_api_error(exc: Exception) -> ApiError:
     return ApiError(500, f"internal error: {type(exc).__name__}", code="internal_error")
 
 
-async def _events(task: asyncio.Task, events: asyncio.Queue, state: dict) -> AsyncIterator[bytes]:
+async def _events(task: asyncio.Task, events: asyncio.Queue, state: dict, diarized: bool) -> AsyncIterator[bytes]:
+    """Deltas as segments are decoded, then done; `diarized` (diarized_json): speakers are known only once
+    the whole recording is diarized, so a transcript.text.segment event per labelled segment comes
+    before done instead of the deltas."""
     first = True
     try:
         while True:
             kind, value = await events.get()
-            if kind == "segment":
+            if kind == "segment" and not diarized:
                 text = value.text.lstrip() if first else value.text
                 first = False
                 yield delta_event(text)
@@ -143,6 +147,9 @@ async def _events(task: asyncio.Task, events: asyncio.Queue, state: dict) -> Asy
                     state["outcome_status"] = error.status
                     yield sse(error_body(error))
                     return
+                if diarized:
+                    for event in segment_events(result.transcript):
+                        yield event
                 yield done_event(result.transcript)
                 return
     finally:

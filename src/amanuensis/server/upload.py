@@ -16,6 +16,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from ..errors import AudioError
+from ..options import MAX_KNOWN_SPEAKERS, MAX_REFERENCE_BYTES
 from .errors import ApiError, UploadTooLargeError
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,11 @@ log = logging.getLogger(__name__)
 FILE_FIELD = "file"
 UPLOAD_PREFIX = "amanuensis-upload-"
 MAX_FIELD_BYTES = 64 * 1024
+REFERENCE_FIELDS = ("known_speakers", "known_speaker_references")
+"""Fields that carry a known speaker's reference clip as a data URL (with or without [])."""
+MAX_REFERENCE_FIELD_BYTES = MAX_REFERENCE_BYTES * 4 // 3 + 1024
 MAX_FIELDS = 64
-FORM_OVERHEAD = 1024 * 1024
+FORM_OVERHEAD = 1024 * 1024 + MAX_KNOWN_SPEAKERS * MAX_REFERENCE_FIELD_BYTES
 DRAIN_LIMIT = 32 * 1024 * 1024
 """After a 413 the rest of a body up to this size is read and dropped so the client sees the answer."""
 
@@ -110,8 +114,9 @@ class _Parts:
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.handle is None:
-            if len(self.data) + (end - start) > MAX_FIELD_BYTES:
-                raise ApiError(400, f"form field {self.name!r} is longer than {MAX_FIELD_BYTES} bytes",
+            limit = MAX_REFERENCE_FIELD_BYTES if self.name.removesuffix("[]") in REFERENCE_FIELDS else MAX_FIELD_BYTES
+            if len(self.data) + (end - start) > limit:
+                raise ApiError(400, f"form field {self.name!r} is longer than {limit} bytes",
                                code="invalid_parameter", param=self.name)
             self.data += data[start:end]
             return
