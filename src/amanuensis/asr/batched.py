@@ -38,8 +38,8 @@ from .languages import LanguageRun, language_runs
 from .nonspeech import made_up
 from .recognizer import Recognizer
 from .segments import _is_loop, is_skip, split_by_timestamps, take_words
-from .speech_time import speech_seconds, trim_span
-from .vad import FRAME_SAMPLES, SileroVad, VadOptions, default_vad, detect_speech, regions_from_probs
+from .speech_time import has_speech_run, speech_seconds, trim_span
+from .vad import SileroVad, VadOptions, default_vad, detect_speech, regions_from_probs
 from .word_timing import place_word
 
 log = logging.getLogger(__name__)
@@ -295,7 +295,8 @@ class BatchedTranscriber:
             tail = chunk.duration - covered
             # a short tail is let go only when it holds no words: a word cut off by the chunk's end
             # is left out by the model, so a tail with speech in it starts the lane's next chunk
-            idle = split.trailing is None and not (chunk.cut_in_speech and _has_speech(ctx.probs, chunk, covered))
+            idle = split.trailing is None and not (
+                chunk.cut_in_speech and has_speech_run(ctx.probs, chunk, covered, TAIL_SPEECH_SECONDS))
             if (tail <= self.tail_seconds and idle) or covered < self.min_advance_seconds:
                 pieces = pieces + ([split.trailing] if split.trailing else [])
                 covered, kept = chunk.duration, split.all_tokens
@@ -393,15 +394,3 @@ def _split_at_seams(chunk: Chunk, words: list[dict]) -> list[list[dict]]:
 def _middle(word: dict) -> float:
     return (word["start"] + word["end"]) / 2
 
-
-def _has_speech(probs: np.ndarray, chunk: Chunk, after: float, threshold: float = 0.5) -> bool:
-    """True when the chunk holds TAIL_SPEECH_SECONDS of speech-like frames in a row after chunk time `after`."""
-    start = round(chunk.to_original(after) * SAMPLE_RATE) // FRAME_SAMPLES
-    end = chunk.pieces[-1][1] // FRAME_SAMPLES
-    needed = max(1, round(TAIL_SPEECH_SECONDS * SAMPLE_RATE / FRAME_SAMPLES))
-    run = 0
-    for p in probs[start:end].tolist():
-        run = run + 1 if p >= threshold else 0
-        if run >= needed:
-            return True
-    return False

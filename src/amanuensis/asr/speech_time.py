@@ -82,3 +82,16 @@ def speech_seconds(probs: np.ndarray, chunk: Chunk, start: float, end: float, th
             total += float(np.count_nonzero(np.asarray(probs[first:last]) >= threshold)) * FRAME_S
         position += length
     return total
+
+
+def has_speech_run(probs: np.ndarray, chunk: Chunk, after: float, seconds: float, threshold: float = 0.5) -> bool:
+    """True when the chunk holds `seconds` of speech-like frames in a row after chunk time `after`."""
+    start = round(chunk.to_original(after) * SAMPLE_RATE) // FRAME_SAMPLES
+    end = chunk.pieces[-1][1] // FRAME_SAMPLES
+    needed = max(1, round(seconds * SAMPLE_RATE / FRAME_SAMPLES))
+    run = 0
+    for p in probs[start:end].tolist():
+        run = run + 1 if p >= threshold else 0
+        if run >= needed:
+            return True
+    return False

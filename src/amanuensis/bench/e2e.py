@@ -23,7 +23,6 @@ With --json the last line printed is {"audio_seconds", "rows": [{"name", "second
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 import sys
@@ -37,7 +36,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, decode_audio
 from ..evaluation import word_error_rate
-from .machine import describe, load_average, summary
+from .machine import emit, measured, summary
 
 log = logging.getLogger(__name__)
 
@@ -324,22 +323,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-    from ..pipeline import Transcriber
-
     items = _inputs(args)
-    transcriber = Transcriber(args.model, cpu_threads=args.threads)
-    machine = describe(transcriber)
-    report = run(items, modes, transcriber, args.batch_size, orders=args.orders, threads=args.threads)
-    report["machine"] = {**machine, "load_end": load_average()}
+    report = measured(args.model, args.threads, lambda transcriber: run(
+        items, modes, transcriber, args.batch_size, orders=args.orders, threads=args.threads))
     if args.orders > 1:
         report["orders"] = args.orders
     texts = report.pop("texts")
     if args.texts:
         write_texts(args.texts, items, texts)
-    print(_table(report))
-    if args.json:
-        print(json.dumps(report))
-    return 0
+    return emit(_table(report), report, args.json)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ two runs compare only when both name the same kernel (a git worktree holds no bu
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -71,3 +73,23 @@ def summary(info: dict) -> str:
     load = f"load {info['load']}" + (f" -> {ends}" if ends is not None else "")
     versions = f"ctranslate2 {info['ctranslate2']}{device}{layout}{frontend}"
     return f"machine: {info['cpu']}, {info['cpus']} cpus, {load}, {versions}"
+
+
+def measured(model: str | None, threads: int | None, measure: Callable[[object], dict]) -> dict:
+    """Load our Transcriber for `model`, run `measure(transcriber)` and add the machine it ran on
+    (`"machine"`: `describe`, with the load at the start and at the end)."""
+    from ..pipeline import Transcriber
+
+    transcriber = Transcriber(model, cpu_threads=threads)
+    machine = describe(transcriber)
+    report = measure(transcriber)
+    report["machine"] = {**machine, "load_end": load_average()}
+    return report
+
+
+def emit(table: str, report: dict, as_json: bool) -> int:
+    """Print a bench's table, then (`as_json`) its report as one JSON line; the exit status."""
+    print(table)
+    if as_json:
+        print(json.dumps(report))
+    return 0

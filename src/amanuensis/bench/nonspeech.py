@@ -16,7 +16,6 @@ and `fw-vad` (the same with vad_filter=True).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -28,7 +27,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, decode_audio
 from .load import shared_data_dir
-from .machine import describe, load_average, summary
+from .machine import emit, measured, summary
 from .signals import catalogue
 from .words import TimedWord, add_common_arguments, chosen_modes
 
@@ -186,17 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     if str(folder) != "none" and not (folder / "reference.rttm").is_file():
         parser.error(f"no reference.rttm in {folder}")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-    from ..pipeline import Transcriber
-
     meetings = load_meetings(folder) if str(folder) != "none" else []
-    transcriber = Transcriber(args.model, cpu_threads=args.threads)
-    machine = describe(transcriber)
-    report = run(catalogue(args.seconds), meetings, modes, transcriber)
-    report["machine"] = {**machine, "load_end": load_average()}
-    print(table(report))
-    if args.json:
-        print(json.dumps(report))
-    return 0
+    report = measured(args.model, args.threads,
+                      lambda transcriber: run(catalogue(args.seconds), meetings, modes, transcriber))
+    return emit(table(report), report, args.json)
 
 
 if __name__ == "__main__":

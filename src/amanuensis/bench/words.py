@@ -17,7 +17,6 @@ transcription time over all recordings, so the cost of word timing shows beside 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -30,7 +29,7 @@ import numpy as np
 from ..audio import decode_audio
 from ..evaluation import normalize, word_error_rate
 from .load import shared_data_dir
-from .machine import describe, load_average, summary
+from .machine import emit, measured, summary
 
 log = logging.getLogger(__name__)
 
@@ -218,16 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-    from ..pipeline import Transcriber
-
-    transcriber = Transcriber(args.model, cpu_threads=args.threads)
-    machine = describe(transcriber)
-    report = run(references, modes, transcriber)
-    report["machine"] = {**machine, "load_end": load_average()}
-    print(table(report))
-    if args.json:
-        print(json.dumps(report))
-    return 0
+    report = measured(args.model, args.threads, lambda transcriber: run(references, modes, transcriber))
+    return emit(table(report), report, args.json)
 
 
 if __name__ == "__main__":
