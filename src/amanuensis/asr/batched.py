@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -82,6 +82,7 @@ class _Context:
     language: str
     initial: list[int] = field(default_factory=list)
     chunks: int = 0
+    in_flight: list[Future] = field(default_factory=list)  # the current step's decodes
 
 
 class BatchedTranscriber:
@@ -167,23 +168,26 @@ class BatchedTranscriber:
         segments: list[Segment] = []
         for run in runs:
             tokenizer = self.engine.tokenizer(options.task, run.language)
-            context = _Context(samples=samples, probs=probs, silero=silero, pauses=pauses, tokenizer=tokenizer,
-                               settings=settings, condition=options.condition_on_previous_text,
-                               language=run.language)
+            context = _Context(samples, probs, silero, pauses, tokenizer, settings,
+                               options.condition_on_previous_text, run.language)
             if options.initial_prompt:
                 context.initial = context.tokenizer.encode(" " + options.initial_prompt.strip())
             for window in split_windows(run.regions, window_speech):
-                for produced, consumed in self._decode_window(context, window, lanes):
-                    if produced is None:
-                        decoded.append(consumed)
-                        continue
-                    for segment in produced:
-                        self._append(segments, segment, duration, on_segment)
-                    for consumed_here in decoded:  # one progress report per decoded chunk
-                        done += consumed_here
-                        if progress:
-                            progress(duration * min(done, total) / total, duration)
-                    decoded.clear()
+                try:  # a caller that stops (a cancelled request) leaves the engine idle: the step's decodes end first
+                    for produced, consumed in self._decode_window(context, window, lanes):
+                        if produced is None:
+                            decoded.append(consumed)
+                            continue
+                        for segment in produced:
+                            self._append(segments, segment, duration, on_segment)
+                        for consumed_here in decoded:  # one progress report per decoded chunk
+                            done += consumed_here
+                            if progress:
+                                progress(duration * min(done, total) / total, duration)
+                        decoded.clear()
+                except BaseException:
+                    wait(context.in_flight)
+                    raise
             chunks += context.chunks
         if progress:
             progress(duration, duration)
@@ -239,7 +243,7 @@ class BatchedTranscriber:
                                                 ctx.settings.hotwords),
                              ctx.settings)
                     for i, chunk in zip(active, chunks, strict=True)]
-            futures = self._submit(jobs)
+            futures = ctx.in_flight = self._submit(jobs)
             ctx.chunks += len(jobs)
             for i, chunk, future in zip(active, chunks, futures, strict=True):
                 decoded = future.result()

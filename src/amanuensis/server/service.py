@@ -118,7 +118,7 @@ def _served_by(before: dict[str, int], status: dict | None) -> str | None:
 
 def _device(transcriber: Transcriber) -> str:
     """The device CTranslate2 actually runs the model on (resolves "auto")."""
-    model = getattr(getattr(transcriber, "whisper", None), "model", None)
+    model = getattr(getattr(transcriber, "recognizer", None), "model", None)
     return str(getattr(model, "device", None) or transcriber.device)
 
 
