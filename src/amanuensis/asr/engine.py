@@ -42,11 +42,9 @@ SHORTEST_WINDOW_FRAMES = 1000
 """Windows shorter than 10 s made the model loop on short clips: never below this."""
 _STATS_LOCK = threading.Lock()
 CAP_SLACK_TOKENS = 2
-"""A decode this close to its cap counts as stopped by it (measured: exactly at the cap; a try
-wrongly counted so is only decoded again in full)."""
+"""A decode this close to its cap counts as stopped by it (a try wrongly counted so is decoded again in full)."""
 MAX_PROMPT_TOKENS = 223
-MAX_HOTWORD_TOKENS = MAX_PROMPT_TOKENS // 2
-"""Hotwords are cut to this many tokens, so that previous text keeps room in the prompt."""
+MAX_HOTWORD_TOKENS = MAX_PROMPT_TOKENS // 2  # hotwords are cut to this, so previous text keeps room in the prompt
 Task = tuple[int, list[int], list[list[int]]]
 """A sub-batch: (encoder frames, job indices, their prompts)."""
 OnResult = Callable[[int, Decoded], None]
@@ -122,6 +120,7 @@ class WhisperEngine:
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._executor_size = 0
+        self._hotwords: dict[str, list[int]] = {}  # hotword tokens by text, encoded once, not per prompt
         self._dispatcher = ThreadPoolExecutor(1, thread_name_prefix="amanuensis-dispatch")
         """Runs `submit`'s batches (its thread starts at the first one)."""
 
@@ -138,7 +137,9 @@ class WhisperEngine:
         """The tokens of `hotwords` as prompts carry them (at most MAX_HOTWORD_TOKENS); none for none."""
         if not hotwords or not hotwords.strip():
             return []
-        return list(self.tokenizer().encode(" " + hotwords.strip()))[:MAX_HOTWORD_TOKENS]
+        if hotwords not in self._hotwords:
+            self._hotwords[hotwords] = list(self.tokenizer().encode(" " + hotwords.strip()))[:MAX_HOTWORD_TOKENS]
+        return self._hotwords[hotwords]
 
     def prompt(self, tokenizer: object, previous: list[int], hotwords: str | None = None) -> list[int]:
         """[sot_prev, hotwords…, previous text…] + sot sequence. Hotwords lead every prompt, with or
