@@ -36,7 +36,7 @@ GOOD = {"bool": None, "int": "2", "float": "3.5", "str": "de", "choice": "transl
         "speakers": "alice=data:audio/wav;base64,UklGRiQAAABXQVZF"}
 """A valid value that differs from the default, per kind (bool: the opposite of the default)."""
 GOOD_BY_NAME = {"prompt": "Ask not what your country can do for you.", "max_line_width": "32", "max_line_count": "3",
-                "max_chars_per_second": "15.5", "vad_threshold": "0.35"}
+                "max_chars_per_second": "15.5", "vad_threshold": "0.35", "word_alignment": "attention"}
 """Where the kind's value is outside an option's bounds or equals its default."""
 BAD = {
     "language": ["xx"],
@@ -45,6 +45,7 @@ BAD = {
     "beam_size": ["0", "21", "many"],
     "vad_filter": ["maybe"],
     "word_timestamps": ["sometimes"],
+    "word_alignment": ["phonetic"],
     "multilingual": ["2"],
     "enable_diarization": ["perhaps"],
     "min_speakers": ["0", "two"],

@@ -177,6 +177,29 @@ def test_openai_client_stream(openai_client):
     assert "".join(d.delta for d in deltas).strip() == events[-1].text
 
 
+def test_openai_client_logprobs_are_the_text_s_tokens(openai_client, http):
+    with open(JFK, "rb") as audio:
+        result = openai_client.audio.transcriptions.create(model="whisper-1", file=audio, include=["logprobs"])
+    _close_to_jfk(result.text)
+    tokens = result.logprobs
+    assert tokens and len(tokens) >= 20
+    assert "".join(t.token for t in tokens).strip() == result.text  # every token of the text, in order
+    assert all(t.logprob <= 0.0 and bytes(int(b) for b in t.bytes).decode("utf-8") == t.token for t in tokens)
+    assert sum(t.logprob > -0.7 for t in tokens) >= 0.8 * len(tokens)  # a clean speech: mostly sure
+    with open(JFK, "rb") as audio:
+        events = list(openai_client.audio.transcriptions.create(model="whisper-1", file=audio, stream=True,
+                                                                include=["logprobs"]))
+    deltas = [e for e in events if e.type == "transcript.text.delta"]
+    assert [t.token for d in deltas for t in d.logprobs] == [t.token for t in events[-1].logprobs]
+    assert [t.token for t in events[-1].logprobs] == [t.token for t in tokens]
+    plain = http.post("/v1/audio/transcriptions", files=upload(JFK), data={"model": "whisper-1"}).json()
+    assert "logprobs" not in plain
+    assert_error(http.post("/v1/audio/transcriptions", files=upload(JFK),
+                           data={"include[]": "logprobs", "response_format": "verbose_json"}), 400, "include")
+    assert_error(http.post("/v1/audio/transcriptions", files=upload(JFK), data={"include[]": "tokens"}),
+                 400, "include")
+
+
 def test_sse_delivers_segments_before_the_end(server, tmp_path):
     """Read the raw stream of a 77 s recording (three 30 s decoding windows): the first window's
     segments arrive while the later windows are still being decoded, well before `done`."""

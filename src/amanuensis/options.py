@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 TASKS = ("transcribe", "translate")
 MODES = ("batched", "sequential")
+WORD_ALIGNMENTS = ("acoustic", "attention")
 DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 """Whisper's fallback schedule: decode at 0, and again hotter while the result fails its checks."""
 
@@ -210,6 +211,11 @@ OPTIONS: tuple[Option, ...] = (
            minimum=0, maximum=2_000),
     Option("word_timestamps", "bool", True, "time every word (OpenAI routes: timestamp_granularities[]=word, "
            "off unless asked)", doors=(CLI, NATIVE, JOBS), door_defaults=((OPENAI, False),)),
+    Option("word_alignment", "choice", "acoustic", "how English words are timed: acoustic (each word's phones "
+           "fitted to the audio, 10 ms steps) or attention (the model's cross-attention, 20 ms steps, cheaper); "
+           "other languages and translations use attention", choices=WORD_ALIGNMENTS),
+    Option("logprobs", "bool", False, "give each segment its text tokens' log-probabilities (needs "
+           "word_timestamps; library only: the OpenAI routes take include[]=logprobs)", doors=()),
     Option("multilingual", "bool", False, "detect the language of every window (multilingual models)"),
     Option("enable_diarization", "bool", False, "label speakers (needs the diarize extra)", attribute="diarize",
            flag="--diarize", doors=_SPEAKER_DOORS),
@@ -270,6 +276,9 @@ class TranscribeOptions:
     vad_speech_pad_ms: int | None = None
     word_timestamps: bool = False
     """Off for library callers (word alignment costs time); every door turns it on (see OPTIONS)."""
+    word_alignment: str = "acoustic"
+    logprobs: bool = False
+    """Each segment's text tokens with their log-probabilities (needs word_timestamps: its alignment scores them)."""
     multilingual: bool = False
     diarize: bool = False
     min_speakers: int | None = None

@@ -20,6 +20,18 @@ class Word:
 
 
 @dataclass
+class TokenLogprob:
+    """One text token of a segment and its log-probability under the model (OpenAI's `logprobs` item)."""
+
+    token: str
+    logprob: float
+
+    def to_openai(self) -> dict[str, Any]:
+        """OpenAI's shape: token, logprob and the token's UTF-8 bytes."""
+        return {"token": self.token, "logprob": self.logprob, "bytes": list(self.token.encode("utf-8"))}
+
+
+@dataclass
 class Segment:
     """A span of text with its time span in seconds and decoder statistics."""
 
@@ -37,6 +49,8 @@ class Segment:
     language: str | None = None
     overlap: bool = False
     """Diarized: another speaker talks over part of this segment (overlapped speech)."""
+    logprobs: list[TokenLogprob] | None = None
+    """Each text token with its log-probability, when asked for (TranscribeOptions.logprobs)."""
 
 
 @dataclass
@@ -50,6 +64,13 @@ class Transcript:
     language_probability: float = 1.0
     task: str = "transcribe"
     model: str = ""
+
+    @property
+    def logprobs(self) -> list[TokenLogprob] | None:
+        """Every segment's token log-probabilities in order (None unless they were asked for)."""
+        if not any(s.logprobs is not None for s in self.segments):
+            return None
+        return [t for s in self.segments for t in s.logprobs or []]
 
     @property
     def speakers(self) -> list[str]:
@@ -70,7 +91,8 @@ class Transcript:
         segments = []
         for raw in data.get("segments", []):
             raw = dict(raw)
-            words = raw.pop("words", None)
-            segments.append(Segment(**raw, words=[Word(**w) for w in words] if words is not None else None))
+            words, logprobs = raw.pop("words", None), raw.pop("logprobs", None)
+            segments.append(Segment(**raw, words=[Word(**w) for w in words] if words is not None else None,
+                                    logprobs=[TokenLogprob(**t) for t in logprobs] if logprobs is not None else None))
         fields = {k: v for k, v in data.items() if k != "segments"}
         return cls(segments=segments, **fields)

@@ -20,17 +20,19 @@ def align(
     audio_samples: list[int],
     results: list[Decoded],
 ) -> None:
-    """Set `words` (word dicts in chunk time) on each decoded row of `encoded`; `audio_samples` is each
-    row's audio length. Rows that share their start-of-transcript sequence are aligned in one call."""
+    """Set `words` (word dicts in chunk time) and `token_probs` on each decoded row of `encoded`;
+    `audio_samples` is each row's audio length. Rows that share their start-of-transcript sequence are
+    aligned in one call."""
     texts = [[t for t in r.tokens if t < tokenizer.eot] for r in results]
     starts = [tuple(t for t in p[p.index(tokenizer.sot):] if t != tokenizer.no_timestamps) for p in prompts]
     frames = [max(1, min(N_FRAMES, -(-samples // HOP_LENGTH))) for samples in audio_samples]
     for result in results:
-        result.words = []
+        result.words, result.token_probs = [], []
     if all(texts) and len(set(starts)) == 1:
         aligned = model.align(encoded, list(starts[0]), texts, frames)
         for result, text, one in zip(results, texts, aligned):
             result.words = words_from_alignment(tokenizer, text, one)
+            result.token_probs = list(one.text_token_probs)
         return
     array = np.asarray(encoded)
     for i, result in enumerate(results):
@@ -38,6 +40,7 @@ def align(
             one = ctranslate2.StorageView.from_array(np.ascontiguousarray(array[i : i + 1]))
             aligned = model.align(one, list(starts[i]), [texts[i]], frames[i])[0]
             result.words = words_from_alignment(tokenizer, texts[i], aligned)
+            result.token_probs = list(aligned.text_token_probs)
 
 
 def words_from_alignment(tokenizer: object, text_tokens: list[int], aligned: object) -> list[dict]:

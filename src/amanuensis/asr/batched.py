@@ -21,6 +21,8 @@ import numpy as np
 
 from ..constants import SAMPLE_RATE
 from ..transcript import Segment, Word
+from .acoustic_alignment import AcousticAligner, align_segments
+from .acoustic_alignment import available as acoustic_alignment_available
 from .chunking import (
     CHUNK_SAMPLES,
     Chunk,
@@ -37,7 +39,7 @@ from .engine import ChunkJob, WhisperEngine
 from .languages import LanguageRun, language_runs
 from .nonspeech import made_up
 from .recognizer import Recognizer
-from .segments import _is_loop, is_skip, split_by_timestamps, take_words
+from .segments import _is_loop, is_skip, split_at_seams, split_by_timestamps, take_words, token_logprobs
 from .speech_time import has_speech_run, speech_seconds, trim_span
 from .vad import SileroVad, VadOptions, default_vad, detect_speech, regions_from_probs
 from .word_timing import place_word
@@ -80,6 +82,10 @@ class _Context:
     settings: DecodeSettings
     condition: bool
     language: str
+    aligner: AcousticAligner | None
+    """Times the words of each chunk acoustically (None: attention times)."""
+    logprobs: bool = False
+    """Give each segment its tokens' log-probabilities (needs word alignment)."""
     initial: list[int] = field(default_factory=list)
     chunks: int = 0
     in_flight: list[Future] = field(default_factory=list)  # the current step's decodes
@@ -113,6 +119,7 @@ class BatchedTranscriber:
         share batches with concurrent callers)."""
         self.tail_seconds = tail_seconds
         self.min_advance_seconds = min_advance_seconds
+        self.aligner = AcousticAligner() if acoustic_alignment_available() else None
         self.profile = Profile()
 
     def settings(self, options: object) -> DecodeSettings:
@@ -169,7 +176,8 @@ class BatchedTranscriber:
         for run in runs:
             tokenizer = self.engine.tokenizer(options.task, run.language)
             context = _Context(samples, probs, silero, pauses, tokenizer, settings,
-                               options.condition_on_previous_text, run.language)
+                               options.condition_on_previous_text, run.language, self._aligner(options, run),
+                               options.logprobs and options.word_timestamps)
             if options.initial_prompt:
                 context.initial = context.tokenizer.encode(" " + options.initial_prompt.strip())
             for window in split_windows(run.regions, window_speech):
@@ -196,6 +204,11 @@ class BatchedTranscriber:
         self.profile = Profile({"vad+chunking": vad_s, **stats, "total": time.perf_counter() - started},
                                chunks, total / SAMPLE_RATE, counts)
         return segments, runs[0].language, runs[0].probability
+
+    def _aligner(self, options: object, run: LanguageRun) -> AcousticAligner | None:
+        """The acoustic aligner for English transcription with word times (attention times otherwise)."""
+        wanted = options.word_timestamps and options.word_alignment == "acoustic" and options.task == "transcribe"
+        return self.aligner if wanted and run.language == "en" else None
 
     def _language_runs(self, samples: np.ndarray, regions: list[tuple[int, int]], options: object
                        ) -> list[LanguageRun]:
@@ -323,25 +336,37 @@ class BatchedTranscriber:
                 return [], 0.0, [], max(round((start + end) / 2 * SAMPLE_RATE), CHUNK_SAMPLES // 6)
             covered, pieces, kept = start, pieces[:skip], []
         words = list(decoded.words or [])
+        probs = list(decoded.token_probs or []) if ctx.logprobs else None
         out = []
         for start, end, tokens in pieces:
             text = ctx.tokenizer.decode(tokens)
             own, words = take_words(words, len(tokens))
+            logprobs = None
+            if probs is not None:
+                logprobs = token_logprobs(ctx.tokenizer, tokens, probs[:len(tokens)])
+                del probs[:len(tokens)]
             if not text.strip() or _is_loop(text, ctx.settings):
                 continue
             if not ctx.settings.word_timestamps:
                 out.append(self._segment(chunk, decoded, ctx, (start, end), tokens, text, None))
                 continue
-            groups = _split_at_seams(chunk, own)
+            groups = split_at_seams(chunk, own)
             for k, group in enumerate(groups):
                 part = tokens if len(groups) == 1 else [t for w in group for t in w["tokens"]]
                 span = (start if k == 0 else group[0]["start"], end if k == len(groups) - 1 else group[-1]["end"])
                 part_text = text if len(groups) == 1 else ctx.tokenizer.decode(part)
-                out.append(self._segment(chunk, decoded, ctx, span, part, part_text, group))
+                segment = self._segment(chunk, decoded, ctx, span, part, part_text, group)
+                if logprobs is not None:
+                    segment.logprobs, logprobs = logprobs[:len(part)], logprobs[len(part):]
+                out.append(segment)
         if given_up:
             out.append(self._segment(chunk, decoded, ctx, given_up, [], UNINTELLIGIBLE,
                                      [] if ctx.settings.word_timestamps else None))
-        return [s for s in out if not made_up(s, ctx.silero, ctx.settings)], covered, kept, None
+        out = [s for s in out if not made_up(s, ctx.silero, ctx.settings)]
+        if ctx.aligner is not None:
+            bounds = (chunk.to_original(0.0), chunk.to_original(chunk.duration, is_end=True))
+            align_segments(ctx.aligner, out, ctx.samples, bounds, ctx.silero)
+        return out, covered, kept, None
 
     @staticmethod
     def _segment(chunk: Chunk, decoded: Decoded, ctx: _Context, span: tuple[float, float], tokens: list[int],
@@ -382,19 +407,3 @@ class BatchedTranscriber:
         segments.append(segment)
         if on_segment:
             on_segment(segment)
-
-
-def _split_at_seams(chunk: Chunk, words: list[dict]) -> list[list[dict]]:
-    """A segment's words in runs that each lie between two seams of the chunk (pauses the VAD cut out):
-    one segment never spans silence the model did not hear."""
-    runs: list[list[dict]] = [[]]
-    for word in words:
-        if runs[-1] and chunk.seam_between(_middle(runs[-1][-1]), _middle(word)):
-            runs.append([])
-        runs[-1].append(word)
-    return runs
-
-
-def _middle(word: dict) -> float:
-    return (word["start"] + word["end"]) / 2
-

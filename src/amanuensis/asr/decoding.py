@@ -91,6 +91,8 @@ class Decoded:
     temperature: float
     text: str = ""
     words: list[dict] | None = None
+    token_probs: list[float] | None = None
+    """Each text token's probability under the model, from the word alignment (with `words`)."""
     segment_ratio: float = 0.0
     """The highest compression ratio of one timestamped segment (a loop inside one segment)."""
     loop_start: float | None = None

@@ -1,10 +1,17 @@
-"""A decoded chunk's tokens -> timestamped pieces, skipped-speech and loop checks, and word splits."""
+"""A decoded chunk's tokens -> timestamped pieces, skipped-speech and loop checks, word splits at seams,
+and the tokens' log-probabilities."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from ..transcript import TokenLogprob
 from .decoding import DecodeSettings, is_loop
+
+if TYPE_CHECKING:
+    from .chunking import Chunk
 
 SKIP_MIN_SECONDS = 10.0
 """A segment at least this long…"""
@@ -76,3 +83,25 @@ def take_words(words: list[dict], num_tokens: int) -> tuple[list[dict], list[dic
     if not taken and words and num_tokens:
         taken.append(words.pop(0))
     return taken, words
+
+
+def token_logprobs(tokenizer: object, tokens: list[int], probs: list[float]) -> list[TokenLogprob]:
+    """Each text token with the log of its probability (from the word alignment)."""
+    return [TokenLogprob(tokenizer.decode([token]), round(math.log(max(prob, 1e-30)), 6))
+            for token, prob in zip(tokens, probs)]
+
+
+def split_at_seams(chunk: Chunk, words: list[dict]) -> list[list[dict]]:
+    """A segment's words in runs that each lie between two seams of the chunk (pauses the VAD cut out):
+    one segment never spans silence the model did not hear."""
+    runs: list[list[dict]] = [[]]
+    for word in words:
+        if runs[-1] and chunk.seam_between(_middle(runs[-1][-1]), _middle(word)):
+            runs.append([])
+        runs[-1].append(word)
+    return runs
+
+
+def _middle(word: dict) -> float:
+    return (word["start"] + word["end"]) / 2
+

@@ -4,7 +4,8 @@
 
 The reference is a `path<TAB>word<TAB>start<TAB>end` file (seconds; paths relative to the file's
 parent folder), by default ../shared/data/wordtimes/alignments.tsv. Each recording is transcribed
-with word times by our Transcriber (`amanuensis`, the default batched mode) and by an unmodified
+with word times by our Transcriber (`amanuensis`: the default batched mode, acoustic word alignment;
+`amanuensis-attention`: the same with the model's cross-attention times) and by an unmodified
 faster-whisper `WhisperModel` (`fw`, word_timestamps=True, its own feature extractor). Words are
 matched by an edit-distance alignment of normalised text (equal and substituted words are pairs);
 for each pair the start and end error (hypothesis minus reference, ms) are scored: mean absolute,
@@ -33,8 +34,8 @@ from .machine import emit, measured, summary
 
 log = logging.getLogger(__name__)
 
-MODES = ("amanuensis", "fw", "amanuensis-sequential")
-DEFAULT_MODES = ("amanuensis", "fw")
+MODES = ("amanuensis", "amanuensis-attention", "fw", "amanuensis-sequential")
+DEFAULT_MODES = ("amanuensis", "amanuensis-attention", "fw")
 TOLERANCES_MS = (50, 100, 200)
 
 
@@ -120,14 +121,17 @@ def _runners(transcriber: object, modes: list[str]) -> dict[str, Callable[[np.nd
     from ..pipeline import TranscribeOptions
     from .e2e import peer_model
 
-    def ours(mode: str) -> Callable[[np.ndarray], list[TimedWord]]:
+    def ours(mode: str, alignment: str = "acoustic") -> Callable[[np.ndarray], list[TimedWord]]:
+        options = TranscribeOptions(word_timestamps=True, mode=mode, word_alignment=alignment)
+
         def go(audio: np.ndarray) -> list[TimedWord]:
-            transcript = transcriber.transcribe(audio, TranscribeOptions(word_timestamps=True, mode=mode))
+            transcript = transcriber.transcribe(audio, options)
             return [TimedWord(w.word, w.start, w.end) for s in transcript.segments for w in s.words or []]
         return go
 
     runners: dict[str, Callable[[np.ndarray], list[TimedWord]]] = {
-        "amanuensis": ours("batched"), "amanuensis-sequential": ours("sequential")}
+        "amanuensis": ours("batched"), "amanuensis-attention": ours("batched", "attention"),
+        "amanuensis-sequential": ours("sequential")}
     if "fw" in modes:
         peer = peer_model(transcriber, None)
 

@@ -3,7 +3,7 @@ or one of its answer parameters, or it is refused with a 400 naming it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import OptionsError
@@ -13,6 +13,8 @@ from ..options import JOBS, OPENAI, TranscribeOptions, exposed, parse_bool
 OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json", "rttm")
 """OpenAI's response formats and RTTM (tsv is ours: /transcribe and /v1/jobs only)."""
 GRANULARITIES = ("word", "segment")
+INCLUDES = ("logprobs",)
+"""OpenAI's include[] values."""
 STREAM_FORMATS = ("json", "text", "diarized_json")
 
 
@@ -53,6 +55,8 @@ class Params:
     options: TranscribeOptions
     stream: bool = False
     granularities: tuple[str, ...] = ()
+    logprobs: bool = False
+    """OpenAI's include[]=logprobs: the answer carries each text token's log-probability."""
     callback_url: str | None = None
     """Jobs only: where the finished job is POSTed (checked by amanuensis.jobs.callbacks)."""
 
@@ -97,13 +101,28 @@ def parse_params(door: str, form: Form, task: str | None = None) -> Params:
         values["enable_diarization"] = True
     if task is not None:
         values["task"] = task
-    stream, granularities = False, ()
+    stream, granularities, logprobs = False, (), False
     if door == OPENAI:
         stream, granularities = _openai_answer(form, fmt)
-        values["word_timestamps"] = "word" in granularities
+        logprobs = _openai_logprobs(form, fmt)
+        values["word_timestamps"] = "word" in granularities or logprobs  # the word alignment scores the tokens
+        if logprobs:
+            values.setdefault("word_alignment", "attention")  # the words themselves are not in a json answer
     callback_url = form.text("callback_url") if door == JOBS else None
     form.refuse_unknown()
-    return Params(model, fmt, TranscribeOptions.from_door(door, values), stream, granularities, callback_url)
+    options = replace(TranscribeOptions.from_door(door, values), logprobs=logprobs)
+    return Params(model, fmt, options, stream, granularities, logprobs, callback_url)
+
+
+def _openai_logprobs(form: Form, fmt: str) -> bool:
+    """OpenAI's include[]: only logprobs, and only with response_format=json (as OpenAI allows)."""
+    included = tuple(dict.fromkeys(value.lower() for value in form.values("include")))
+    for value in included:
+        if value not in INCLUDES:
+            raise OptionsError(f"include accepts {', '.join(INCLUDES)}, not {value!r}", "include")
+    if included and fmt != "json":
+        raise OptionsError(f"include[]=logprobs needs response_format=json, not {fmt}", "include")
+    return "logprobs" in included
 
 
 def _openai_answer(form: Form, fmt: str) -> tuple[bool, tuple[str, ...]]:

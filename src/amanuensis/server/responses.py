@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ..formats import diarized_segment_json, media_type, render, segment_json
 from ..subtitles import SubtitleStyle
-from ..transcript import Transcript
+from ..transcript import TokenLogprob, Transcript
 from .service import JobResult
 
 
@@ -44,12 +44,20 @@ def _usage(transcript: Transcript) -> dict:
     return {"type": "duration", "seconds": round(transcript.duration, 3)}
 
 
+def logprobs_json(logprobs: list[TokenLogprob] | None) -> list[dict]:
+    """OpenAI's `logprobs` list: token, logprob, bytes."""
+    return [t.to_openai() for t in logprobs or []]
+
+
 def openai_response(transcript: Transcript, fmt: str, granularities: tuple[str, ...],
-                    style: SubtitleStyle) -> Response:
-    """OpenAI's answer for `fmt`; verbose_json keeps segments and words as the granularities ask,
-    subtitles follow `style`."""
+                    style: SubtitleStyle, logprobs: bool = False) -> Response:
+    """OpenAI's answer for `fmt`; json carries the tokens' log-probabilities with `logprobs`; verbose_json
+    keeps segments and words as the granularities ask, subtitles follow `style`."""
     if fmt == "json":
-        return JSONResponse({"text": transcript.text, "usage": _usage(transcript)})
+        data: dict = {"text": transcript.text}
+        if logprobs:
+            data["logprobs"] = logprobs_json(transcript.logprobs)
+        return JSONResponse({**data, "usage": _usage(transcript)})
     if fmt == "diarized_json":
         return JSONResponse({**json.loads(render(transcript, fmt)), "usage": _usage(transcript)})
     if fmt != "verbose_json":
@@ -72,9 +80,10 @@ def sse(event: dict) -> bytes:
     return f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
 
 
-def delta_event(text: str) -> bytes:
-    """OpenAI's transcript.text.delta event."""
-    return sse({"type": "transcript.text.delta", "delta": text, "logprobs": None})
+def delta_event(text: str, logprobs: list[TokenLogprob] | None = None) -> bytes:
+    """OpenAI's transcript.text.delta event (with its tokens' log-probabilities when asked for)."""
+    return sse({"type": "transcript.text.delta", "delta": text,
+                "logprobs": logprobs_json(logprobs) if logprobs is not None else None})
 
 
 def segment_events(transcript: Transcript) -> list[bytes]:
@@ -82,6 +91,7 @@ def segment_events(transcript: Transcript) -> list[bytes]:
     return [sse(diarized_segment_json(s)) for s in transcript.segments if s.text.strip()]
 
 
-def done_event(transcript: Transcript) -> bytes:
-    """OpenAI's transcript.text.done event with the whole text."""
-    return sse({"type": "transcript.text.done", "text": transcript.text, "logprobs": None})
+def done_event(transcript: Transcript, logprobs: bool = False) -> bytes:
+    """OpenAI's transcript.text.done event with the whole text (and every token's log-probability)."""
+    return sse({"type": "transcript.text.done", "text": transcript.text,
+                "logprobs": logprobs_json(transcript.logprobs) if logprobs else None})

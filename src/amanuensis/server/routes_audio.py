@@ -47,6 +47,7 @@ _OPENAI_DOC = form_doc(OPENAI, {
     "timestamp_granularities[]": {"type": "array", "items": {"type": "string", "enum": ["word", "segment"]}},
     "stream": {"type": "boolean"},
     "chunking_strategy": {"type": "string", "enum": ["auto"]},
+    "include[]": {"type": "array", "items": {"type": "string", "enum": ["logprobs"]}},
 })
 
 
@@ -76,13 +77,14 @@ async def _openai(request: Request, task: str) -> Response:
         return await _stream(request, accepted)
     result = await _run(request, accepted)
     return openai_response(result.transcript, params.response_format, params.granularities,
-                           params.options.subtitle_style())
+                           params.options.subtitle_style(), params.logprobs)
 
 
 @router.post("/v1/audio/transcriptions", openapi_extra=_OPENAI_DOC, summary="OpenAI-compatible transcription")
 async def transcriptions(request: Request) -> Response:
     """OpenAI's parameters: file, model, language, prompt, response_format, temperature,
-    timestamp_granularities[], stream, chunking_strategy (and our options declared for this door)."""
+    timestamp_granularities[], include[]=logprobs, stream, chunking_strategy (and our options declared
+    for this door)."""
     return await _openai(request, "transcribe")
 
 
@@ -114,7 +116,8 @@ async def _stream(request: Request, accepted: Accepted) -> Response:
         task.result()  # raises the job's error as a plain JSON answer
     state = request.scope.setdefault("state", {})
     diarized = accepted.params.response_format == "diarized_json"
-    return StreamingResponse(_events(task, events, state, diarized), media_type="text/event-stream",
+    return StreamingResponse(_events(task, events, state, diarized, accepted.params.logprobs),
+                             media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -127,7 +130,8 @@ def _as_api_error(exc: Exception) -> ApiError:
     return ApiError(500, f"internal error: {type(exc).__name__}", code="internal_error")
 
 
-async def _events(task: asyncio.Task, events: asyncio.Queue, state: dict, diarized: bool) -> AsyncIterator[bytes]:
+async def _events(task: asyncio.Task, events: asyncio.Queue, state: dict, diarized: bool,
+                  logprobs: bool) -> AsyncIterator[bytes]:
     """Deltas as segments are decoded, then done; `diarized` (diarized_json): speakers are known only once
     the whole recording is diarized, so a transcript.text.segment event per labelled segment comes
     before done instead of the deltas."""
@@ -138,7 +142,7 @@ async def _events(task: asyncio.Task, events: asyncio.Queue, state: dict, diariz
             if kind == "segment" and not diarized:
                 text = value.text.lstrip() if first else value.text
                 first = False
-                yield delta_event(text)
+                yield delta_event(text, (value.logprobs or []) if logprobs else None)
             elif kind == "end":
                 try:
                     result = task.result()
@@ -150,7 +154,7 @@ async def _events(task: asyncio.Task, events: asyncio.Queue, state: dict, diariz
                 if diarized:
                     for event in segment_events(result.transcript):
                         yield event
-                yield done_event(result.transcript)
+                yield done_event(result.transcript, logprobs)
                 return
     finally:
         if not task.done():

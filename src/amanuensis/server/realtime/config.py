@@ -115,14 +115,16 @@ def transcribe_options(config: SessionConfig, *, partial: bool, prompt: str | No
     can loop on a short hesitant turn, and a loop run to 448 tokens at each fallback temperature kept
     the speaker waiting 9 s. Partial decodes (the open turn, again and again) are greedy and take the
     window as it is (it is speech already); the final decode of a turn is a transcription with
-    `policy.beam_size` beams, VAD and word timestamps, each turn on its own: prompting it with the
+    `policy.beam_size` beams, VAD and word timestamps (cross-attention times: an acoustic alignment
+    would add to every turn's wait), each turn on its own: prompting it with the
     earlier turns' text made tiny.en repeat itself (87.7 % WER against 73.7 % on the hard MFA dev
     clips; 37.5 % against 33.6 % on 4 x 600 s streams of speech2/). `prompt`: the partial decode's
     prompt (the session's prompt and the turn's words before the window); `margin_s`: the partial
     decode's encoder margin (`StreamingPolicy.encoder_margin_s`; None: the engine's)."""
     declared = TranscribeOptions.from_door(REALTIME, {name: getattr(config, name) for name in DECLARED})
     final = replace(declared, beam_size=policy.beam_size, best_of=1, temperature=0.0, vad_filter=True,
-                    word_timestamps=True, decoding=DecodeSettings(max_tokens_per_second=policy.max_tokens_per_second))
+                    word_timestamps=True, word_alignment="attention",
+                    decoding=DecodeSettings(max_tokens_per_second=policy.max_tokens_per_second))
     if partial:
         decoding = final.decoding if margin_s is None else replace(final.decoding, window_margin_s=margin_s)
         return replace(final, beam_size=1, initial_prompt=prompt, vad_filter=False, word_timestamps=False,

@@ -1,0 +1,88 @@
+"""Acoustic word alignment: the aligner on reference word boundaries, its fallbacks, and the pipeline
+using it for English word times (and cross-attention times where it does not apply)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from amanuensis.asr.acoustic_alignment import AcousticAligner, align_segments
+from amanuensis.asr.vad import detect_speech
+from amanuensis.audio import SAMPLE_RATE, decode_audio
+from amanuensis.bench import words as bench_words
+from amanuensis.evaluation import normalize
+from amanuensis.transcript import Segment, Word
+
+from .conftest import DATA
+
+WORDTIMES = DATA.parent / "wordtimes" / "alignments.tsv"
+
+
+@pytest.fixture(scope="module")
+def references() -> dict:
+    return bench_words.read_alignments(WORDTIMES)
+
+
+@pytest.fixture(scope="module")
+def aligner() -> AcousticAligner:
+    return AcousticAligner()
+
+
+def test_reference_text_aligns_onto_the_reference_boundaries(aligner, references):
+    errors = []
+    for path, reference in references.items():
+        times = aligner.align(decode_audio(path), [w.word for w in reference])
+        assert times is not None, path.name
+        errors += [max(abs(s - w.start), abs(e - w.end)) for w, (s, e) in zip(reference, times, strict=True)
+                   if normalize(w.word) and not w.word.startswith("<")]  # hesitations have no agreed edges
+    errors = np.array(errors)
+    assert len(errors) >= 150
+    assert np.mean(errors <= 0.1) >= 0.8, np.percentile(errors, [50, 90, 99])  # attention times: under 0.6
+    assert np.mean(errors <= 0.2) >= 0.93
+
+
+def test_unknown_and_hyphenated_words_are_timed_and_too_little_audio_is_refused(aligner, references):
+    path, reference = next(iter(references.items()))
+    audio = decode_audio(path)
+    text = [w.word for w in reference]
+    text[2] = "Zqxwv,"  # not in the dictionary: phones from its letters
+    text[3] = "well-known"  # two dictionary words, one word's time
+    text[4] = "…"  # no letters: one unit of generic speech
+    times = aligner.align(audio, text)
+    assert times is not None and len(times) == len(text)
+    assert all(a <= b for a, b in times) and all(times[k][1] <= times[k + 1][0] + 1e-9 for k in range(len(times) - 1))
+    assert aligner.align(audio[: SAMPLE_RATE // 20], text) is None  # 50 ms cannot hold them
+    assert aligner.align(audio, []) is None
+
+
+def test_segments_move_onto_their_aligned_words_and_keep_them_on_failure(aligner, references):
+    path, reference = next(iter(references.items()))
+    audio = decode_audio(path)
+    late = [Word(w.word, w.start + 0.3, w.end + 0.3, 0.9) for w in reference[:6]]  # attention-like lag
+    segment = Segment(id=0, start=late[0].start, end=late[-1].end, text=" ".join(w.word for w in late), words=late)
+    speech = detect_speech(audio).silero
+    assert align_segments(aligner, [segment], audio, (0.0, len(audio) / SAMPLE_RATE), speech)
+    for word, truth in zip(segment.words, reference, strict=False):
+        assert abs(word.start - truth.start) <= 0.1 and abs(word.end - truth.end) <= 0.1, (word, truth)
+    assert (segment.start, segment.end) == (segment.words[0].start, segment.words[-1].end)
+
+    silent = Segment(id=0, start=0.0, end=0.5, text="hello there", words=[Word("hello", 0.0, 0.2, 0.9),
+                                                                           Word("there", 0.2, 0.5, 0.9)])
+    assert not align_segments(aligner, [silent], np.zeros(SAMPLE_RATE // 20, np.float32), (0.0, 0.05), np.zeros(2))
+    assert [(w.start, w.end) for w in silent.words] == [(0.0, 0.2), (0.2, 0.5)]
+
+
+def test_english_word_times_are_acoustic_by_default_and_attention_on_request(transcriber, references):
+    from amanuensis.pipeline import TranscribeOptions
+
+    path, reference = next(iter(references.items()))
+    audio = decode_audio(path)
+    scored = {}
+    for alignment in ("acoustic", "attention"):
+        transcript = transcriber.transcribe(audio, TranscribeOptions(word_timestamps=True, word_alignment=alignment))
+        timed = [bench_words.TimedWord(w.word, w.start, w.end) for s in transcript.segments for w in s.words]
+        for segment in transcript.segments:
+            assert segment.start <= segment.words[0].start and segment.words[-1].end <= segment.end
+        scored[alignment] = bench_words.score(bench_words.match_words(reference, timed), len(reference), len(timed))
+    assert scored["acoustic"]["matched"] == scored["attention"]["matched"]  # the same text, other times
+    assert scored["acoustic"]["within_100"] > scored["attention"]["within_100"], scored
