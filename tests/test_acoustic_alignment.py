@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from amanuensis.asr.acoustic_alignment import AcousticAligner, align_segments
+from amanuensis.asr.chunking import Chunk
 from amanuensis.asr.vad import detect_speech
 from amanuensis.audio import SAMPLE_RATE, decode_audio
 from amanuensis.bench import words as bench_words
@@ -61,15 +62,37 @@ def test_segments_move_onto_their_aligned_words_and_keep_them_on_failure(aligner
     late = [Word(w.word, w.start + 0.3, w.end + 0.3, 0.9) for w in reference[:6]]  # attention-like lag
     segment = Segment(id=0, start=late[0].start, end=late[-1].end, text=" ".join(w.word for w in late), words=late)
     speech = detect_speech(audio).silero
-    assert align_segments(aligner, [segment], audio, (0.0, len(audio) / SAMPLE_RATE), speech)
+    assert align_segments(aligner, [segment], Chunk(0, [(0, len(audio))]), audio, speech)
     for word, truth in zip(segment.words, reference, strict=False):
         assert abs(word.start - truth.start) <= 0.1 and abs(word.end - truth.end) <= 0.1, (word, truth)
     assert (segment.start, segment.end) == (segment.words[0].start, segment.words[-1].end)
 
     silent = Segment(id=0, start=0.0, end=0.5, text="hello there", words=[Word("hello", 0.0, 0.2, 0.9),
                                                                            Word("there", 0.2, 0.5, 0.9)])
-    assert not align_segments(aligner, [silent], np.zeros(SAMPLE_RATE // 20, np.float32), (0.0, 0.05), np.zeros(2))
+    assert not align_segments(aligner, [silent], Chunk(0, [(0, SAMPLE_RATE // 20)]),
+                              np.zeros(SAMPLE_RATE // 20, np.float32), np.zeros(2))
     assert [(w.start, w.end) for w in silent.words] == [(0.0, 0.2), (0.2, 0.5)]
+
+
+def test_words_are_aligned_on_the_audio_the_decoder_heard_never_in_a_pause_cut_out(aligner, references):
+    path, reference = next(iter(references.items()))
+    audio = decode_audio(path)
+    first, second = reference[:5], reference[5:9]  # "this is the acoustic corpus" | "i'm talking pretty fast"
+    join = round(first[-1].end * SAMPLE_RATE)
+    noise = (np.random.default_rng(0).standard_normal(SAMPLE_RATE) * 0.3).astype(np.float32)  # the VAD cut it out
+    joined = np.concatenate([audio[:join], noise, audio[join:round((second[-1].end + 0.3) * SAMPLE_RATE)]])
+    chunk = Chunk(0, [(0, join), (join + len(noise), len(joined))])
+    assert chunk.to_chunk(0.5) == pytest.approx(0.5)
+    assert chunk.to_chunk(first[-1].end + 0.3) == pytest.approx(first[-1].end)  # in the cut: its nearest edge
+    assert chunk.to_chunk(second[0].start + 1.0) == pytest.approx(second[0].start)
+    words = [Word(w.word, w.start, w.end, 0.9) for w in first] + [Word(w.word, w.start + 1.0, w.end + 1.0, 0.9)
+                                                                   for w in second]
+    segment = Segment(id=0, start=words[0].start, end=words[-1].end, text="", words=words)
+    assert align_segments(aligner, [segment], chunk, joined, detect_speech(joined).silero)
+    for word, truth in zip(segment.words, first + second, strict=True):
+        shift = 1.0 if truth in second else 0.0
+        assert not join / SAMPLE_RATE < (word.start + word.end) / 2 < join / SAMPLE_RATE + 1.0, word
+        assert abs(word.start - truth.start - shift) <= 0.1 and abs(word.end - truth.end - shift) <= 0.1, word
 
 
 def test_english_word_times_are_acoustic_by_default_and_attention_on_request(transcriber, references):

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..constants import SAMPLE_RATE
 from ..transcript import Segment
+from .chunking import Chunk
 from .speech_time import trim_span
 
 log = logging.getLogger(__name__)
@@ -152,22 +153,23 @@ class AcousticAligner:
         return [(min(t), max(t)) for t in times]
 
 
-def align_segments(aligner: AcousticAligner, segments: list[Segment], samples: np.ndarray,
-                   bounds: tuple[float, float], speech: np.ndarray) -> bool:
+def align_segments(aligner: AcousticAligner, segments: list[Segment], chunk: Chunk, samples: np.ndarray,
+                   speech: np.ndarray) -> bool:
     """Move the words of one chunk's `segments` (original time) to their acoustic alignment over the audio
-    from `PAD_S` before the first word to `PAD_S` after the last, inside `bounds` (the chunk's span), and
-    each segment onto its words. A word's edge at a pause is cut to the speech Silero heard (`speech`: its
-    frame scores), as the aligner's silence model takes steady noise for speech; edges inside running
-    speech are the aligner's. False (times unchanged) when the aligner finds no path."""
+    the decoder heard (the chunk's pieces, from `PAD_S` before the first word to `PAD_S` after the last),
+    and each segment onto its words. A word's edge at a pause is cut to the speech Silero heard
+    (`speech`: its frame scores), as the aligner's silence model takes steady noise for speech; edges
+    inside running speech are the aligner's. False (times unchanged) when the aligner finds no path."""
     words = [word for segment in segments for word in segment.words or []]
     if not words:
         return False
-    lo = max(bounds[0], words[0].start - PAD_S)
-    hi = min(bounds[1], max(words[-1].end, lo) + PAD_S)
-    times = aligner.align(samples[round(lo * SAMPLE_RATE):round(hi * SAMPLE_RATE)], [w.word for w in words])
+    lo = max(0.0, chunk.to_chunk(words[0].start) - PAD_S)
+    hi = min(chunk.duration, max(chunk.to_chunk(words[-1].end), lo) + PAD_S)
+    audio = chunk.audio(samples)[round(lo * SAMPLE_RATE):round(hi * SAMPLE_RATE)]
+    times = aligner.align(audio, [w.word for w in words])
     if times is None:
         return False
-    spans = [(lo + start, lo + end) for start, end in times]
+    spans = [chunk.span_to_original(lo + start, lo + end) for start, end in times]
     for k, (word, (start, end)) in enumerate(zip(words, spans, strict=True)):
         after_pause = k == 0 or start - spans[k - 1][1] >= PAUSE_S
         before_pause = k == len(words) - 1 or spans[k + 1][0] - end >= PAUSE_S

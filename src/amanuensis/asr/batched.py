@@ -364,8 +364,7 @@ class BatchedTranscriber:
                                      [] if ctx.settings.word_timestamps else None))
         out = [s for s in out if not made_up(s, ctx.silero, ctx.settings)]
         if ctx.aligner is not None:
-            bounds = (chunk.to_original(0.0), chunk.to_original(chunk.duration, is_end=True))
-            align_segments(ctx.aligner, out, ctx.samples, bounds, ctx.silero)
+            align_segments(ctx.aligner, out, chunk, ctx.samples, ctx.silero)
         return out, covered, kept, None
 
     @staticmethod

@@ -67,6 +67,16 @@ class Chunk:
         start, end = self.pieces[index]
         return min(start + sample - self._starts[index], end) / SAMPLE_RATE
 
+    def to_chunk(self, seconds: float) -> float:
+        """Map an original time to the chunk (a time in audio cut out goes to the nearest piece's edge)."""
+        sample = seconds * SAMPLE_RATE
+        def distance(k: int) -> float:
+            return max(self.pieces[k][0] - sample, sample - self.pieces[k][1], 0)
+
+        nearest = min(range(len(self.pieces)), key=distance)
+        start, end = self.pieces[nearest]
+        return (self._starts[nearest] + min(max(sample, start), end) - start) / SAMPLE_RATE
+
     def span_to_original(self, start: float, end: float) -> tuple[float, float]:
         """Map a word's chunk-time span to the original audio, inside ONE piece: a span across a seam
         (where silence was cut out) goes to the piece holding most of it, never over the cut silence."""
