@@ -109,3 +109,17 @@ def test_english_word_times_are_acoustic_by_default_and_attention_on_request(tra
         scored[alignment] = bench_words.score(bench_words.match_words(reference, timed), len(reference), len(timed))
     assert scored["acoustic"]["matched"] == scored["attention"]["matched"]  # the same text, other times
     assert scored["acoustic"]["within_100"] > scored["attention"]["within_100"], scored
+
+
+def test_threads_align_at_once_with_their_own_decoders_and_few_are_kept(references):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from amanuensis.asr.acoustic_alignment import KEPT_DECODERS
+
+    aligner = AcousticAligner()
+    jobs = [(decode_audio(path), [w.word for w in reference]) for path, reference in references.items()]
+    alone = [aligner.align(audio, text) for audio, text in jobs]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        together = list(pool.map(lambda job: aligner.align(*job), jobs))
+    assert together == alone and all(times is not None for times in alone)
+    assert aligner._idle.qsize() <= KEPT_DECODERS

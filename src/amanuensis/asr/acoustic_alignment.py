@@ -35,6 +35,8 @@ HESITATION_WEIGHT = 0.02
 """The probability of each hesitation loop against going on to the next word."""
 BEAM = 1e-80
 """Wide beams: a pruned alignment finds no path and the word falls back to attention times."""
+KEPT_DECODERS = 2
+"""Idle decoders kept for the next alignments (about 28 MB each); more concurrent ones are freed after use."""
 BLOCK_SAMPLES = SAMPLE_RATE // 10
 """Audio fed to the decoder per call: the GIL is held for one call (a few ms), not a whole chunk."""
 PAUSE_S = 0.1
@@ -94,17 +96,18 @@ class AcousticAligner:
         order; None when the audio cannot hold the words or the aligner finds no path."""
         if not words or len(audio) < SAMPLE_RATE // 10:
             return None
-        decoder, cepstral_mean = taken = self._take()
+        decoder = self._take()
         try:
-            return self._align(decoder, cepstral_mean, audio, words)
+            return self._align(decoder, audio, words)
         except (RuntimeError, ValueError) as exc:  # the caller keeps the attention times
             log.warning("acoustic alignment failed: %s", exc)
             return None
         finally:
-            self._idle.put(taken)
+            if self._idle.qsize() < KEPT_DECODERS:
+                self._idle.put(decoder)
 
-    def _take(self) -> tuple[object, str]:
-        """An idle decoder and the model's initial cepstral mean, or a new one (about 0.2 s to load)."""
+    def _take(self) -> object:
+        """An idle decoder, or a new one (about 0.2 s to load)."""
         try:
             return self._idle.get_nowait()
         except queue.Empty:
@@ -115,11 +118,10 @@ class AcousticAligner:
             added = [(UNKNOWN, "+SPN+"), *HESITATIONS.items()]
             for k, (word, phones) in enumerate(added):
                 decoder.add_word(word, phones, k == len(added) - 1)  # the search is rebuilt once, at the last
-            return decoder, decoder.get_cmn()
+            return decoder
 
     @staticmethod
-    def _align(decoder: object, cepstral_mean: str, audio: np.ndarray,
-               words: Sequence[str]) -> list[tuple[float, float]] | None:
+    def _align(decoder: object, audio: np.ndarray, words: Sequence[str]) -> list[tuple[float, float]] | None:
         tokens, owners = [], []
         for k, word in enumerate(words):
             for part in _PART.findall(word.lower().replace("’", "'")) or [UNKNOWN]:
@@ -136,7 +138,7 @@ class AcousticAligner:
         decoder.add_fsg("words", decoder.create_fsg("words", 0, len(tokens), transitions))
         decoder.activate_search("words")
         pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
-        decoder.set_cmn(cepstral_mean)  # each alignment adapts from the model's mean, not the last recording's
+        decoder.reinit_feat()  # the cepstral mean starts from the model's, not the last recording's: same answer
         decoder.start_utt()
         for start in range(0, len(pcm), BLOCK_SAMPLES):  # the GIL is held per call: other threads run between
             decoder.process_raw(pcm[start:start + BLOCK_SAMPLES].tobytes())
