@@ -126,8 +126,9 @@ class AcousticAligner:
         for k, word in enumerate(words):
             for part in _PART.findall(word.lower().replace("’", "'")) or [UNKNOWN]:
                 part = part.strip("'")
-                if part and not decoder.lookup_word(part) and spelled(part):
-                    decoder.add_word(part, spelled(part), True)  # kept: the next alignment finds it
+                phones = spelled(part) if part and not decoder.lookup_word(part) else ""
+                if phones:
+                    decoder.add_word(part, phones, True)  # kept: the next alignment finds it
                 tokens.append(part if part else UNKNOWN)
                 owners.append(k)
         transitions = []

@@ -55,8 +55,6 @@ class Params:
     options: TranscribeOptions
     stream: bool = False
     granularities: tuple[str, ...] = ()
-    logprobs: bool = False
-    """OpenAI's include[]=logprobs: the answer carries each text token's log-probability."""
     callback_url: str | None = None
     """Jobs only: where the finished job is POSTed (checked by amanuensis.jobs.callbacks)."""
 
@@ -111,7 +109,7 @@ def parse_params(door: str, form: Form, task: str | None = None) -> Params:
     callback_url = form.text("callback_url") if door == JOBS else None
     form.refuse_unknown()
     options = replace(TranscribeOptions.from_door(door, values), logprobs=logprobs)
-    return Params(model, fmt, options, stream, granularities, logprobs, callback_url)
+    return Params(model, fmt, options, stream, granularities, callback_url)
 
 
 def _openai_logprobs(form: Form, fmt: str) -> bool:

@@ -77,7 +77,7 @@ async def _openai(request: Request, task: str) -> Response:
         return await _stream(request, accepted)
     result = await _run(request, accepted)
     return openai_response(result.transcript, params.response_format, params.granularities,
-                           params.options.subtitle_style(), params.logprobs)
+                           params.options.subtitle_style(), params.options.logprobs)
 
 
 @router.post("/v1/audio/transcriptions", openapi_extra=_OPENAI_DOC, summary="OpenAI-compatible transcription")
@@ -116,7 +116,7 @@ async def _stream(request: Request, accepted: Accepted) -> Response:
         task.result()  # raises the job's error as a plain JSON answer
     state = request.scope.setdefault("state", {})
     diarized = accepted.params.response_format == "diarized_json"
-    return StreamingResponse(_events(task, events, state, diarized, accepted.params.logprobs),
+    return StreamingResponse(_events(task, events, state, diarized, accepted.params.options.logprobs),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
