@@ -2,11 +2,13 @@
 
 1. Local segmentation: 10 s chunks every `step_s`; in each, the segmentation network marks up to three
    local speakers, every 16.875 ms, two of them at most at once (overlapped speech).
-2. One CAM++ embedding per (chunk, local speaker), pooled over the frames where that speaker talks alone.
-3. The embeddings with enough clean speech are clustered into global speakers (cluster.py); every local
-   speaker then takes a global one, two local speakers of a chunk never the same.
+2. Voice units: the stretches of each local speaker's speech (see `voice_units`), each with one CAM++
+   embedding pooled over the frames where it talks alone.
+3. The units with enough speech alone are clustered into global speakers (cluster.py); every unit then
+   takes a global one, two units of a chunk that talk at once never the same.
 4. Reconstruction: per frame, each global speaker's activity and the number of voices are averaged over
-   the chunks that cover it; the most active speakers, as many as there are voices, are speaking.
+   the chunks that cover it (their middles weigh most); the most active speakers, as many as there are
+   voices, are speaking.
 """
 
 from __future__ import annotations
@@ -245,6 +247,7 @@ def reconstruct(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Step 4: per 10 ms frame the main speaker and an overlapping second one (-1 where none).
 
+    Each chunk's votes are weighted by a Hamming window: the network hears least at a chunk's edges.
     A speaker that wins no frame, while `min_speakers` asks for it, takes the frames of speech where it is
     at least half as active as at its most."""
     k = int(labels.max()) + 1
@@ -254,16 +257,17 @@ def reconstruct(
     voices = np.zeros(n_global, dtype=np.float32)
     covered = np.zeros(n_global, dtype=np.float32)
     offsets = [round(start / SAMPLE_RATE / FRAME_STEP_S) for start in local.starts]
+    weight = np.hamming(per_frame).astype(np.float32)
     for offset, found in zip(offsets, local.activity):
-        covered[offset : offset + per_frame] += 1
-        voices[offset : offset + per_frame] += found.sum(axis=1)
+        covered[offset : offset + per_frame] += weight
+        voices[offset : offset + per_frame] += found.sum(axis=1) * weight
     for chunk in np.unique(local.chunk_of):
         rows = np.flatnonzero(local.chunk_of == chunk)
         mine = np.zeros((per_frame, k), dtype=np.float32)
         for row in rows:
             np.maximum(mine[:, labels[row]], local.masks[row], out=mine[:, labels[row]])
-        active[offsets[chunk] : offsets[chunk] + per_frame] += mine
-    covered = np.maximum(covered, 1)
+        active[offsets[chunk] : offsets[chunk] + per_frame] += mine * weight[:, None]
+    covered = np.maximum(covered, 1e-3)
     active /= covered[:, None]
     count = np.rint(voices / covered).astype(int)
     best, runner_up = _two_most_active(active)
