@@ -30,12 +30,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DiarizeOptions:
-    """Tuning knobs; times in seconds. The defaults suit meetings, interviews and calls.
+    """Tuning knobs; times in seconds. The defaults suit meetings and conversations.
 
-    A local speaker needs `min_active_s` of speech in a chunk to be kept, and `min_cluster_s` of speech
-    without overlap for its embedding to take part in clustering (shorter ones only join a speaker found
-    from the others). Runs of one speaker under `min_turn_s` join a neighbour; turns of one speaker less
-    than `merge_gap_s` apart are joined.
+    A local speaker needs `min_active_s` of speech in a chunk to be kept; its speech is split into
+    stretches at pauses of `merge_gap_s`, and a voice unit needs `min_cluster_s` of speech alone for its
+    embedding to take part in clustering (shorter ones only join a speaker found from the others). Runs
+    of one speaker under `min_turn_s` join a neighbour; turns of one speaker less than `merge_gap_s`
+    apart are joined.
     """
 
     step_s: float = 2.5
