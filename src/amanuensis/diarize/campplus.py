@@ -151,9 +151,13 @@ def build_campplus(torch: Any) -> Any:
             self.xvector.add_module("stats", StatsPool())
             self.xvector.add_module("dense", Projection(channels * 2))
 
+        def frame_features(self, features: Any) -> Any:
+            """(batch, frames, 80) mean-normalised log-mel → (batch, channels, frames / 2), before pooling."""
+            return self.xvector[:-2](self.head(features.transpose(1, 2)))
+
         def forward(self, features: Any) -> Any:
             """(batch, frames, 80) mean-normalised log-mel → (batch, 192)."""
-            return self.xvector(self.head(features.transpose(1, 2)))
+            return self.xvector[-2:](self.frame_features(features))
 
     return CamPlusPlus().eval()
 

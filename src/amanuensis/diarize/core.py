@@ -23,7 +23,7 @@ from ..constants import SAMPLE_RATE
 from .cluster import MERGE_THRESHOLD, MIN_CLUSTER_SIZE, SPLIT_THRESHOLD, centroids, cluster_embeddings
 from .encoder import SpeakerEncoder, get_encoder
 from .segmentation import CHUNK_SAMPLES, FRAME_DURATION_S, FRAME_STEP_S, LOCAL_SPEAKERS, chunk_frames
-from .turns import FRAME_S, SpeakerTurn, smooth, to_turns
+from .turns import FRAME_S, SpeakerTurn, drop_short_runs, merged_runs, smooth, to_turns
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def diarize(
     main = smooth(main, round(options.min_turn_s / FRAME_S))
     second[main < 0] = -1
     second[second == main] = -1
-    second = _drop_short(second, round(options.min_turn_s / FRAME_S))
+    second = drop_short_runs(second, round(options.min_turn_s / FRAME_S))
     turns = to_turns(main, round(options.merge_gap_s / FRAME_S), second)
     log.info(
         "diarized %.1f s: %d chunks, %d voice units, %d speakers, %d turns in %.2f s",
@@ -167,7 +167,7 @@ def voice_units(found: np.ndarray, options: DiarizeOptions) -> tuple[list[np.nda
         if talking.sum() < min_active:
             continue
         rest = talking.copy()
-        for start, end in _stretches(talking, gap):
+        for start, end, _ in merged_runs(np.where(talking > 0, 0, -1), gap - 1):
             if (talking[start:end] * single[start:end]).sum() >= min_clean:
                 mask = np.zeros_like(talking)
                 mask[start:end] = talking[start:end]
@@ -176,18 +176,6 @@ def voice_units(found: np.ndarray, options: DiarizeOptions) -> tuple[list[np.nda
         if rest.sum() >= min_active:
             add(rest)
     return units, np.array(pooled, dtype=np.float32).reshape(len(pooled), len(found)), alone
-
-
-def _stretches(active: np.ndarray, gap: int) -> list[tuple[int, int]]:
-    """(start, end) of the runs of `active`, runs less than `gap` frames apart joined."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], active > 0, [0]]).astype(int)))
-    runs: list[list[int]] = []
-    for start, end in zip(edges[::2], edges[1::2]):
-        if runs and start - runs[-1][1] < gap:
-            runs[-1][1] = int(end)
-        else:
-            runs.append([int(start), int(end)])
-    return [(a, b) for a, b in runs]
 
 
 def assign_global(
@@ -297,13 +285,3 @@ def _two_most_active(active: np.ndarray, block: int = 8192) -> tuple[np.ndarray,
         if order.shape[1] > 1:
             runner_up[start : start + block] = np.where(top[:, 1] > 0, order[:, 1], -1)
     return best, runner_up
-
-
-def _drop_short(second: np.ndarray, min_frames: int) -> np.ndarray:
-    """Runs of an overlapping speaker shorter than `min_frames` are dropped."""
-    second = second.copy()
-    edges = np.flatnonzero(np.diff(second)) + 1
-    for start, end in zip(np.concatenate([[0], edges]), np.concatenate([edges, [len(second)]])):
-        if second[start] >= 0 and end - start < min_frames:
-            second[start:end] = -1
-    return second

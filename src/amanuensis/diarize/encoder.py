@@ -104,7 +104,7 @@ class SpeakerEncoder:
         features -= features.mean(axis=0)
         with self._inference() as torch:
             network = self.embedder
-            frames = network.xvector.out_nonlinear(_trunk(network, torch.from_numpy(features)[None]))[0]
+            frames = network.frame_features(torch.from_numpy(features)[None])[0]
             weights = torch.from_numpy(_resample(masks, frames.shape[-1]))
             total = weights.sum(dim=1, keepdim=True).clamp_min(1e-6)
             mean = weights @ frames.T / total
@@ -116,16 +116,6 @@ class SpeakerEncoder:
     def embed(self, samples: np.ndarray) -> np.ndarray:
         """Unit-length embedding (192,) of a stretch of one voice."""
         return self.embed_masked(samples, np.ones((1, 2), dtype=np.float32))[0]
-
-
-def _trunk(network: Any, features: Any) -> Any:
-    """CAM++ up to its last dense block: frame features (1, channels, frames / 2)."""
-    out = network.head(features.transpose(1, 2))
-    for name, module in network.xvector.named_children():
-        if name == "out_nonlinear":
-            return out
-        out = module(out)
-    raise AssertionError("CAM++ without out_nonlinear")
 
 
 def _resample(masks: np.ndarray, frames: int) -> np.ndarray:

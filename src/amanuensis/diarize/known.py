@@ -53,14 +53,9 @@ def clip_samples(name: str, data_url: str) -> np.ndarray:
     return samples
 
 
-def embed_speech(encoder: SpeakerEncoder, samples: np.ndarray) -> np.ndarray:
-    """One unit-length embedding of a stretch of one voice."""
-    return encoder.embed(samples)
-
-
 def load_known_voices(pairs: tuple[tuple[str, str], ...], encoder: SpeakerEncoder) -> list[KnownVoice]:
     """Decode and embed each (name, data URL) reference."""
-    return [KnownVoice(name, embed_speech(encoder, clip_samples(name, url))) for name, url in pairs]
+    return [KnownVoice(name, encoder.embed(clip_samples(name, url))) for name, url in pairs]
 
 
 def name_speakers(
@@ -73,7 +68,7 @@ def name_speakers(
     if not voices or not labels:
         return turns
     speech = [speaker_speech(turns, samples, label) for label in labels]
-    centres = np.stack([embed_speech(encoder, s) for s in speech])
+    centres = np.stack([encoder.embed(s) for s in speech])
     similarity = np.stack([v.embedding for v in voices]) @ centres.T
     rows, cols = linear_sum_assignment(-similarity)
     names = {}

@@ -50,8 +50,8 @@ def smooth(speakers: np.ndarray, min_frames: int) -> np.ndarray:
 def to_turns(speakers: np.ndarray, merge_gap_frames: int, second: np.ndarray | None = None) -> list[SpeakerTurn]:
     """Runs of frames → turns, joining turns of one speaker separated by at most `merge_gap_frames` of
     silence; runs of `second` (a second speaker per frame) become turns marked `overlap`, in time order."""
-    merged = _merged_runs(speakers, merge_gap_frames)
-    extra = _merged_runs(second, 0) if second is not None else []
+    merged = merged_runs(speakers, merge_gap_frames)
+    extra = merged_runs(second, 0) if second is not None else []
     order = {spk: i for i, spk in enumerate(dict.fromkeys(m[2] for m in sorted(merged + extra)))}
     turns = [(s, e, spk, False) for s, e, spk in merged] + [(s, e, spk, True) for s, e, spk in extra]
     return [
@@ -60,7 +60,9 @@ def to_turns(speakers: np.ndarray, merge_gap_frames: int, second: np.ndarray | N
     ]
 
 
-def _merged_runs(speakers: np.ndarray, merge_gap_frames: int) -> list[list[int]]:
+def merged_runs(speakers: np.ndarray, merge_gap_frames: int) -> list[list[int]]:
+    """[start, end, speaker] of each run of one speaker (-1: silence, skipped), runs of one speaker at
+    most `merge_gap_frames` apart joined."""
     merged: list[list[int]] = []
     for start, end, speaker in _runs(speakers):
         if speaker < 0:
@@ -70,6 +72,15 @@ def _merged_runs(speakers: np.ndarray, merge_gap_frames: int) -> list[list[int]]
         else:
             merged.append([start, end, speaker])
     return merged
+
+
+def drop_short_runs(speakers: np.ndarray, min_frames: int) -> np.ndarray:
+    """`speakers` with runs of a speaker shorter than `min_frames` set to -1 (silence)."""
+    speakers = speakers.copy()
+    for start, end, speaker in _runs(speakers):
+        if speaker >= 0 and end - start < min_frames:
+            speakers[start:end] = -1
+    return speakers
 
 
 def _runs(speakers: np.ndarray) -> list[tuple[int, int, int]]:
