@@ -85,27 +85,32 @@ def test_voice_units_split_a_local_speaker_at_long_pauses_and_pool_speech_alone(
     found[seconds(4.0) : seconds(6.0), 0] = 1  # 2 s, of which 1 s under speaker 1
     found[seconds(5.0) : seconds(6.0), 1] = 1
     found[seconds(8.0) : seconds(8.1), 2] = 1  # a blip: no unit
-    units, pooled, alone = voice_units(found, DiarizeOptions(min_cluster_s=1.5, merge_gap_s=0.5))
+    units, pooled, alone, speakers = voice_units(found, DiarizeOptions(min_cluster_s=1.5, merge_gap_s=0.5))
     assert len(units) == 3  # speaker 0's first stretch; the rest of speaker 0; speaker 1
+    assert speakers == [0, 0, 1]
     assert units[0].sum() == seconds(2.0) and units[0][seconds(4.0) :].sum() == 0
     assert units[1][seconds(4.0) : seconds(6.0)].all() and units[1][: seconds(2.0)].sum() == 0
     assert pooled[1][seconds(5.0) : seconds(6.0)].sum() == 0  # the overlap is not pooled
     assert alone[2].sum() == 0 and pooled[2].sum() == seconds(6.0) - seconds(5.0)  # only ever under speaker 0: all
 
 
-def local(units: list[tuple[int, float, float]], embeddings: list[list[float]], n_chunks: int) -> LocalSpeakers:
-    """LocalSpeakers of chunks 2.5 s apart; each unit (chunk, start s, end s) within its chunk."""
+def local(
+    units: list[tuple[int, float, float]], embeddings: list[list[float]], n_chunks: int, step_s: float = 2.5
+) -> LocalSpeakers:
+    """LocalSpeakers of chunks `step_s` apart; each unit (chunk, start s, end s) within its chunk is a local
+    speaker of its own there."""
     masks = np.zeros((len(units), chunk_frames()), dtype=np.uint8)
     activity = [np.zeros((chunk_frames(), 3), dtype=np.float32) for _ in range(n_chunks)]
+    speaker_of = []
     for row, (chunk, start, end) in enumerate(units):
         masks[row, seconds(start) : seconds(end)] = 1
-        free = int(np.argmin(activity[chunk][seconds(start) : seconds(end)].sum(axis=0)))
-        activity[chunk][seconds(start) : seconds(end), free] = 1
+        speaker_of.append(sum(c == chunk for c, _, _ in units[:row]))
+        activity[chunk][seconds(start) : seconds(end), speaker_of[-1]] = 1
     vectors = np.array(embeddings, dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     clean = np.array([end - start for _, start, end in units])
-    return LocalSpeakers([c * 40000 for c in range(n_chunks)], activity, np.array([u[0] for u in units]), masks,
-                         vectors, clean)
+    return LocalSpeakers([round(c * step_s * 16000) for c in range(n_chunks)], activity,
+                         np.array([u[0] for u in units]), np.array(speaker_of), masks, vectors, clean)
 
 
 def test_voices_at_once_in_a_chunk_get_different_speakers() -> None:
@@ -116,6 +121,27 @@ def test_voices_at_once_in_a_chunk_get_different_speakers() -> None:
     assert labels[0] == labels[2] and labels[1] != labels[0]
     # With one speaker allowed, the voice over `a` has nowhere else to go.
     assert set(assign_global(found, None, 1, DiarizeOptions(min_cluster_s=3.0)).tolist()) == {0}
+
+
+def test_two_local_speakers_of_a_chunk_get_different_speakers_even_taking_turns() -> None:
+    a, b = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]
+    like_a = [1.0, 0.8, 0.0]  # nearer a, but the network heard it as another voice than a's in chunk 0
+    found = local([(0, 0.0, 4.0), (0, 5.0, 6.0), (1, 0.0, 8.0), (2, 0.0, 8.0)], [a, like_a, a, b], 3)
+    labels = assign_global(found, None, None, DiarizeOptions(min_cluster_s=3.0))
+    assert labels[0] == labels[2] != labels[3]
+    assert labels[1] == labels[3]  # the nearest speaker it does not clash with
+
+
+def test_a_leftover_voice_is_a_new_speaker_only_with_enough_speech_heard() -> None:
+    a, b, c = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]
+    # chunks 1 s apart: a 0.3 s voice `c` heard in four chunks is the same 0.3 s each time
+    chunks = [(k, 0.0, 8.0) for k in range(4)] + [(k, 8.5, 9.5) for k in range(4)]
+    brief = [(k, 3.0 - k, 3.3 - k) for k in range(4)]
+    found = local(chunks + brief, [a] * 4 + [b] * 4 + [c] * 4, 4, step_s=1.0)
+    labels = assign_global(found, None, None, DiarizeOptions(min_cluster_s=0.9, min_new_speaker_s=0.5))
+    assert len(set(labels.tolist())) == 2  # c is too little speech to be counted a speaker
+    labels = assign_global(found, None, None, DiarizeOptions(min_cluster_s=0.9, min_new_speaker_s=0.2))
+    assert len(set(labels.tolist())) == 3
 
 
 def test_reconstruction_marks_the_main_and_the_overlapping_speaker() -> None:
@@ -161,7 +187,7 @@ def test_a_few_outliers_are_not_a_speaker_when_clusters_need_members() -> None:
 
 def test_long_audio_clusters_a_subsample_and_labels_every_unit() -> None:
     x, truth = blobs([300, 200], seed=7)
-    found = LocalSpeakers([0], [np.zeros((chunk_frames(), 3))], np.arange(len(x)),
+    found = LocalSpeakers([0], [np.zeros((chunk_frames(), 3))], np.arange(len(x)), np.zeros(len(x), dtype=int),
                           np.zeros((len(x), chunk_frames()), dtype=np.uint8), x, np.full(len(x), 5.0))
     labels = assign_global(found, None, None, DiarizeOptions(max_cluster_embeddings=60))
     assert same_partition(labels, truth)

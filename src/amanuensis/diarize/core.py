@@ -5,7 +5,9 @@
 2. Voice units: the stretches of each local speaker's speech (see `voice_units`), each with one CAM++
    embedding pooled over the frames where it talks alone.
 3. The units with enough speech alone are clustered into global speakers (cluster.py); every unit then
-   takes a global one, two units of a chunk that talk at once never the same.
+   takes a global one, and units of two local speakers of one chunk never the same one (the network
+   tells the voices of a chunk apart). A voice that fits no speaker becomes one of its own only with
+   enough speech, each moment counted once however many chunks heard it.
 4. Reconstruction: per frame, each global speaker's activity and the number of voices are averaged over
    the chunks that cover it (their middles weigh most); the most active speakers, as many as there are
    voices, are speaking.
@@ -34,9 +36,10 @@ class DiarizeOptions:
 
     A local speaker needs `min_active_s` of speech in a chunk to be kept; its speech is split into
     stretches at pauses of `merge_gap_s`, and a voice unit needs `min_cluster_s` of speech alone for its
-    embedding to take part in clustering (shorter ones only join a speaker found from the others). Runs
-    of one speaker under `min_turn_s` join a neighbour; turns of one speaker less than `merge_gap_s`
-    apart are joined.
+    embedding to take part in clustering (shorter ones only join a speaker found from the others). Voices
+    that fit none of those speakers are a new speaker only with `min_new_speaker_s` of speech. Runs of one
+    speaker under `min_turn_s` join a neighbour; turns of one speaker less than `merge_gap_s` apart are
+    joined.
     """
 
     step_s: float = 2.5
@@ -45,6 +48,7 @@ class DiarizeOptions:
     split_threshold: float = SPLIT_THRESHOLD
     merge_threshold: float = MERGE_THRESHOLD
     min_cluster_size: int = MIN_CLUSTER_SIZE
+    min_new_speaker_s: float = 0.5
     min_turn_s: float = 0.3
     merge_gap_s: float = 0.5
     max_cluster_embeddings: int = 4000
@@ -54,11 +58,13 @@ class DiarizeOptions:
 @dataclass
 class LocalSpeakers:
     """What steps 1 and 2 found: per chunk its start (samples) and activity (frames, 3); per voice unit
-    its chunk, its frames in that chunk (0/1), its embedding and its seconds of speech without overlap."""
+    its chunk, its local speaker there, its frames in that chunk (0/1), its embedding and its seconds of
+    speech without overlap."""
 
     starts: list[int]
     activity: list[np.ndarray]
     chunk_of: np.ndarray
+    speaker_of: np.ndarray
     masks: np.ndarray
     embeddings: np.ndarray
     clean_s: np.ndarray
@@ -112,6 +118,7 @@ def local_speakers(encoder: SpeakerEncoder, samples: np.ndarray, options: Diariz
     starts = chunk_starts(len(samples), max(1, round(options.step_s * SAMPLE_RATE)))
     activity: list[np.ndarray] = []
     chunk_of: list[int] = []
+    speaker_of: list[int] = []
     masks: list[np.ndarray] = []
     embeddings: list[np.ndarray] = []
     clean: list[float] = []
@@ -126,24 +133,28 @@ def local_speakers(encoder: SpeakerEncoder, samples: np.ndarray, options: Diariz
             frames = min(len(found), max(1, int(np.ceil(chunk_frames() * span / CHUNK_SAMPLES))))
             found[frames:] = 0  # the zero padding of a recording shorter than a chunk
             activity.append(found)
-            units, pooled, alone = voice_units(found, options)
+            units, pooled, alone, speakers = voice_units(found, options)
             if not units:
                 continue
             embeddings.append(encoder.embed_masked(chunks[row, :span], pooled[:, :frames]))
             chunk_of += [first + row] * len(units)
+            speaker_of += speakers
             masks += units
             clean += [float(a.sum()) * FRAME_STEP_S for a in alone]
     return LocalSpeakers(
         starts,
         activity,
         np.array(chunk_of, dtype=int),
+        np.array(speaker_of, dtype=int),
         np.array(masks, dtype=np.uint8).reshape(len(masks), chunk_frames()),
         np.concatenate(embeddings) if embeddings else np.zeros((0, 1), dtype=np.float32),
         np.array(clean),
     )
 
 
-def voice_units(found: np.ndarray, options: DiarizeOptions) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
+def voice_units(
+    found: np.ndarray, options: DiarizeOptions
+) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray], list[int]]:
     """The voice units of one chunk's activity (frames, 3): each stretch of a local speaker's speech with
     `min_cluster_s` of it alone is a unit, judged by its own voice; the rest of that local speaker's
     speech is one more unit. Returns the units' masks, the masks to pool the embeddings over (the frames
@@ -155,9 +166,11 @@ def voice_units(found: np.ndarray, options: DiarizeOptions) -> tuple[list[np.nda
     units: list[np.ndarray] = []
     pooled: list[np.ndarray] = []
     alone: list[np.ndarray] = []
+    speakers: list[int] = []
 
     def add(mask: np.ndarray) -> None:
         clean = mask * single
+        speakers.append(speaker)
         units.append(mask)
         alone.append(clean)
         pooled.append(clean if clean.sum() >= min_active else mask)
@@ -175,15 +188,16 @@ def voice_units(found: np.ndarray, options: DiarizeOptions) -> tuple[list[np.nda
                 add(mask)
         if rest.sum() >= min_active:
             add(rest)
-    return units, np.array(pooled, dtype=np.float32).reshape(len(pooled), len(found)), alone
+    pooled_masks = np.array(pooled, dtype=np.float32).reshape(len(pooled), len(found))
+    return units, pooled_masks, alone, speakers
 
 
 def assign_global(
     local: LocalSpeakers, min_speakers: int | None, max_speakers: int | None, options: DiarizeOptions
 ) -> np.ndarray:
     """Step 3: a global speaker per voice unit. Units with enough speech alone are clustered; every unit
-    then takes its most similar speaker, and two units of a chunk that talk at once never the same one
-    (the voice left over becomes a speaker of its own, unless that would pass `max_speakers`)."""
+    then takes its most similar speaker, and units of two local speakers of one chunk never the same one
+    (voices left over are placed by `_place_leftovers`)."""
     chosen = np.flatnonzero(local.clean_s >= options.min_cluster_s)
     if len(chosen) == 0:
         chosen = np.array([int(np.argmax(local.clean_s))])
@@ -199,7 +213,6 @@ def assign_global(
         min_cluster_size=options.min_cluster_size,
     )
     similarity = local.embeddings @ centroids(subset, clusters).T
-    k = similarity.shape[1]
     labels = np.argmax(similarity, axis=1)
     leftover = []
     for chunk in np.unique(local.chunk_of):
@@ -214,21 +227,58 @@ def assign_global(
                 labels[row] = free[0]
             else:
                 leftover.append(row)
-    if leftover and (max_speakers is None or k < max_speakers):
-        extra = cluster_embeddings(
-            local.embeddings[leftover],
-            None,
-            max_speakers - k if max_speakers else None,
-            split_threshold=options.split_threshold,
-            merge_threshold=options.merge_threshold,
-            min_cluster_size=1,
-        )
-        labels[leftover] = k + extra
+    if leftover:
+        _place_leftovers(local, labels, np.array(leftover), similarity.shape[1], max_speakers, options)
     return labels
 
 
-def _clashes(local: LocalSpeakers, earlier: np.ndarray, labels: np.ndarray, row: int, label: int) -> bool:
-    return any(labels[o] == label and (local.masks[o] & local.masks[row]).any() for o in earlier)
+def _place_leftovers(
+    local: LocalSpeakers,
+    labels: np.ndarray,
+    leftover: np.ndarray,
+    k: int,
+    max_speakers: int | None,
+    options: DiarizeOptions,
+) -> None:
+    """Voices that clash with every speaker found, in place: each group of alike ones becomes a new speaker
+    when it holds `min_new_speaker_s` of speech and `max_speakers` allows; the rest join the most similar
+    speaker they do not clash with (else keep their most similar one)."""
+    groups = cluster_embeddings(
+        local.embeddings[leftover],
+        split_threshold=options.split_threshold,
+        merge_threshold=options.merge_threshold,
+        min_cluster_size=1,
+    )
+    placed = np.ones(len(labels), dtype=bool)
+    placed[leftover] = False
+    for group in range(int(groups.max()) + 1):
+        rows = leftover[groups == group]
+        if heard_seconds(local, rows) >= options.min_new_speaker_s and (max_speakers is None or k < max_speakers):
+            labels[rows], placed[rows], k = k, True, k + 1
+    sums = np.zeros((k, local.embeddings.shape[1]), dtype=np.float64)
+    np.add.at(sums, labels[placed], local.embeddings[placed])
+    centres = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-8)
+    for row in leftover[~placed[leftover]]:
+        others = np.flatnonzero((local.chunk_of == local.chunk_of[row]) & placed)
+        ranked = np.argsort(-(centres @ local.embeddings[row]))
+        free = [c for c in ranked if not _clashes(local, others, labels, row, c)]
+        if free:
+            labels[row] = free[0]
+        placed[row] = True
+
+
+def heard_seconds(local: LocalSpeakers, rows: np.ndarray) -> float:
+    """Seconds of audio the units `rows` cover, each moment once however many chunks heard it."""
+    frames = [
+        round(local.starts[local.chunk_of[row]] / SAMPLE_RATE / FRAME_STEP_S) + np.flatnonzero(local.masks[row])
+        for row in rows
+    ]
+    return len(np.unique(np.concatenate(frames))) * FRAME_STEP_S if frames else 0.0
+
+
+def _clashes(local: LocalSpeakers, others: np.ndarray, labels: np.ndarray, row: int, label: int) -> bool:
+    """True when a unit of `others` (of the row's chunk) has `label` but is another local speaker."""
+    return any(labels[o] == label and local.speaker_of[o] != local.speaker_of[row] for o in others)
 
 
 def reconstruct(
