@@ -68,6 +68,7 @@ def test_fbank_matches_kaldi() -> None:
 
 def test_chunks_cover_the_audio_and_the_last_ends_with_it() -> None:
     assert chunk_starts(5 * 16000, 40000) == [0]  # shorter than a chunk: one, zero-padded
+    assert chunk_starts(30 * 16000 + 1, 40000)[-1] == 20 * 16000  # no second chunk one sample later
     starts = chunk_starts(31 * 16000, 40000)
     assert starts[:3] == [0, 40000, 80000] and starts[-1] == 31 * 16000 - CHUNK_SAMPLES
     assert chunk_frames() == 589

@@ -105,10 +105,11 @@ def diarize(
 
 
 def chunk_starts(n_samples: int, step: int) -> list[int]:
-    """Start of every 10 s chunk: every `step` samples, the last one ending with the audio."""
+    """Start of every 10 s chunk: every `step` samples, and one more ending with the audio unless the
+    last one ends less than a frame before it (that chunk would be the same one again)."""
     last = max(0, n_samples - CHUNK_SAMPLES)
     starts = list(range(0, last + 1, step))
-    if starts[-1] != last:
+    if last - starts[-1] >= FRAME_STEP_S * SAMPLE_RATE:
         starts.append(last)
     return starts
 
