@@ -1,4 +1,4 @@
-"""Whisper's log-mel front end: the contract (`spec`), backends, the fallback chain and an adapter."""
+"""Whisper's log-mel front end: the contract (`spec`), backends and the fallback chain."""
 
 from .chain import FrontendChain, default_chain
 from .spec import reference_log_mel
