@@ -108,7 +108,8 @@ def test_a_route_added_later_is_guarded_too(tmp_path):
 def test_the_page_and_its_assets_open_with_the_key(tmp_path):
     client = TestClient(_app(tmp_path))
     bearer = {"Authorization": f"Bearer {KEY}"}
-    for path in ("/", "/static/app.js", "/static/live.js", "/static/app.css", "/openapi.json", "/docs", "/redoc"):
+    for path in ("/", "/static/app.js", "/static/live.js", "/static/app.css", "/openapi.json", "/docs", "/redoc",
+                 "/static/docs/swagger-ui-bundle.js"):
         assert client.get(path, headers=bearer).status_code == 200, path
 
 
@@ -126,7 +127,7 @@ def test_a_browser_without_the_key_gets_the_key_form(tmp_path):
 def test_the_key_cookie_opens_the_page_assets_and_docs_only(tmp_path):
     client = TestClient(_app(tmp_path))
     client.cookies.set("amanuensis_key", "k-1%3B%3D%2C%20x")  # encodeURIComponent(KEY)
-    for path in ("/", "/static/app.js", "/openapi.json", "/docs"):
+    for path in ("/", "/static/app.js", "/openapi.json", "/docs", "/static/docs/swagger-ui.css"):
         assert client.get(path).status_code == 200, path
     assert client.head("/static/app.js").status_code == 200
     for method, path in (("GET", "/v1/models"), ("GET", "/status"), ("GET", "/v1/jobs"), ("POST", "/v1/jobs"),
@@ -138,10 +139,23 @@ def test_the_key_cookie_opens_the_page_assets_and_docs_only(tmp_path):
 
 def test_public_docs_opens_the_docs_and_nothing_else(tmp_path):
     client = TestClient(_app(tmp_path, public_docs=True))
-    for path in ("/docs", "/redoc", "/openapi.json"):
+    for path in ("/docs", "/redoc", "/openapi.json", "/static/docs/swagger-ui-bundle.js",
+                 "/static/docs/redoc.standalone.js"):
         assert client.get(path).status_code == 200, path
-    for path in ("/", "/static/app.js", "/status"):
+    for path in ("/", "/static/app.js", "/status", "/static/docs-not/app.js"):
         assert client.get(path).status_code == 401, path
+
+
+def test_the_docs_pages_load_nothing_from_the_internet(tmp_path):
+    client = TestClient(create_app(ServerSettings(data_dir=tmp_path)))
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert sources and all(source.startswith("/") for source in sources), (page, sources)
+        for source in sources:
+            assert client.get(source).status_code == 200, source
+    script = client.get("/static/docs/swagger-ui-bundle.js")
+    assert "javascript" in script.headers["content-type"] and "SwaggerUIBundle" in script.text
 
 
 def test_without_keys_everything_is_open(tmp_path):

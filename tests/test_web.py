@@ -230,3 +230,30 @@ def test_with_a_key_the_page_asks_for_it_then_works(browser, keyed_server):
     assert page.request.get(keyed_server.url + "/v1/models").status == 401  # but not the API
     context.close()
     assert not errors, errors
+
+
+def test_the_api_docs_render_with_the_internet_cut_off(browser, server):
+    """/docs (Swagger UI) and /redoc come up with every request outside the server refused. Only images
+    may be asked for outside (ReDoc's footer logo, which it hides when it cannot load)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    outside: list[str] = []
+    errors: list[str] = []
+
+    def only_the_server(route) -> None:
+        if route.request.url.startswith(server.url):
+            route.continue_()
+        else:
+            outside.append(f"{route.request.resource_type} {route.request.url}")
+            route.abort()
+
+    page.route("**/*", only_the_server)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server.url + "/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+    assert "Amanuensis" in page.text_content(".swagger-ui .info .title")
+    page.wait_for_selector(".opblock-summary-path[data-path='/v1/audio/transcriptions']", timeout=30_000)
+    page.goto(server.url + "/redoc")
+    page.wait_for_selector("h1:has-text('Amanuensis')", timeout=30_000)
+    context.close()
+    assert all(request.startswith("image ") for request in outside) and not errors, (outside, errors)

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from .auth import install_api_key_guard
+from .auth import DOCS_ASSETS, install_api_key_guard
 from .errors import install_error_handlers
 from .jobs_routes import install_jobs, start_jobs, stop_jobs
 from .metrics import Metrics
@@ -134,11 +135,12 @@ def create_app(settings: ServerSettings | None = None, service: TranscriptionSer
             await service.stop()
             log.info("stopped")
 
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI, with /docs and /redoc served from local assets instead of a CDN
         title="Amanuensis",
         version=__version__,
         summary="Speech to text: Whisper on CTranslate2, OpenAI-compatible.",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
     )
     app.state.settings = settings
     app.state.metrics = metrics

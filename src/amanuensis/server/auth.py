@@ -24,6 +24,10 @@ KEY_COOKIE = "amanuensis_key"
 KEY_PAGE = Path(__file__).parent / "static" / "key.html"
 ALWAYS_OPEN = frozenset({"/health", "/ready"})
 STATIC_PREFIX = "/static/"
+DOCS_ASSETS = STATIC_PREFIX + "docs"
+"""Where Swagger UI's and ReDoc's scripts are served from (the fastapi-offline package): the docs pages
+need nothing from the internet."""
+DOCS_PAGES = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
 def match_api_key(keys: list[str], token: str) -> str | None:
@@ -36,23 +40,27 @@ def match_api_key(keys: list[str], token: str) -> str | None:
 
 def docs_paths(app: FastAPI) -> frozenset[str]:
     """The API docs' paths: Swagger UI, its OAuth redirect, ReDoc and the OpenAPI schema."""
-    return frozenset(filter(None, (app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url, app.openapi_url)))
+    return DOCS_PAGES | {app.openapi_url}
 
 
 class ApiKeyGuard:
     """Refuse every HTTP request without one of `keys` (401), except `open_paths`; a no-op without keys.
 
     `page_paths` (and everything under /static/) are what a browser loads by itself: for GET/HEAD on
-    those the key cookie counts too, and a browser without a key gets the key form."""
+    those the key cookie counts too, and a browser without a key gets the key form. Paths starting with
+    one of `open_prefixes` are open as well."""
 
-    def __init__(self, app: ASGIApp, keys: list[str], open_paths: frozenset[str], page_paths: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, keys: list[str], open_paths: frozenset[str], page_paths: frozenset[str],
+                 open_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.keys = keys
         self.open_paths = ALWAYS_OPEN | open_paths
+        self.open_prefixes = open_prefixes
         self.page_paths = page_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or scope["path"] in self.open_paths:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not self.keys or path in self.open_paths or path.startswith(self.open_prefixes):
             await self.app(scope, receive, send)
             return
         request = Request(scope)
@@ -90,7 +98,7 @@ def install_api_key_guard(app: FastAPI, keys: list[str], public_docs: bool) -> N
     """Guard `app` with `keys` (the web page and the docs included; the docs open with `public_docs`)."""
     docs = docs_paths(app)
     app.add_middleware(ApiKeyGuard, keys=keys, open_paths=docs if public_docs else frozenset(),
-                       page_paths=docs | {"/"})
+                       page_paths=docs | {"/"}, open_prefixes=(DOCS_ASSETS + "/",) if public_docs else ())
 
 
 def client_key(request: Request) -> str:
