@@ -180,6 +180,12 @@ def test_bad_events_name_the_field(event, param, code):
     assert (raised.value.param, raised.value.code) == (param, code), raised.value.message
 
 
+def test_an_unknown_type_is_quoted_short():
+    with pytest.raises(ProtocolError) as raised:
+        parse_event(json.dumps({"type": "x" * 100_000}))
+    assert raised.value.code == "invalid_event_type" and len(raised.value.message) < 120
+
+
 def test_session_update_changes_only_the_fields_it_names():
     config = SessionConfig()
     event = parse_event(json.dumps({"type": "session.update", "session": {"type": "transcription", "audio": {

@@ -21,6 +21,8 @@ from ...transcript import Transcript
 MAX_APPEND_BASE64 = 10 * 1024 * 1024
 """Longest `audio` string one input_audio_buffer.append may carry (about 7.5 MiB of audio); a longer one
 gets `append_too_large` on `audio` and the session goes on."""
+SHOWN_TYPE_CHARS = 64
+"""An unknown event type is quoted in the error up to this many characters (a message may be 16 MiB)."""
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """Largest WebSocket message the server reads (uvicorn's `ws_max_size`, transport.py). Between
 MAX_APPEND_BASE64 and this an append gets `append_too_large` and the session goes on; past this the
@@ -136,7 +138,8 @@ def parse_event(text: str | bytes) -> ClientEvent:
         if kind in CONVERSATION_EVENTS:
             raise ProtocolError(f"{kind} is a conversation event; this server runs transcription sessions only",
                                 "type", "unsupported_event", event_id)
-        raise ProtocolError(f"unknown event type {kind!r}", "type", "invalid_event_type", event_id)
+        shown = kind if len(kind) <= SHOWN_TYPE_CHARS else kind[:SHOWN_TYPE_CHARS] + "…"
+        raise ProtocolError(f"unknown event type {shown!r}", "type", "invalid_event_type", event_id)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
