@@ -63,13 +63,46 @@ class _Pool:
         pass
 
 
+async def _open_session() -> tuple[StandInSocket, asyncio.Task, object]:
+    from amanuensis.server.realtime.config import SessionConfig
+    from amanuensis.server.realtime.registry import SessionRegistry
+    from amanuensis.server.realtime.session import RealtimeSession
+
+    socket, registry = StandInSocket(), SessionRegistry(1)
+    registry.try_open("sess_test")
+    session = RealtimeSession(socket, session_id="sess_test", registry=registry, pool=_Pool(), slot=0,
+                              config=SessionConfig(), idle_timeout=60, send_timeout=10)
+    return socket, asyncio.create_task(session.run()), registry
+
+
+async def _send(socket: StandInSocket, event: dict) -> None:
+    await socket.incoming.put({"type": "websocket.receive", "text": json.dumps(event)})
+
+
+async def _append(socket: StandInSocket, audio: np.ndarray) -> None:
+    """16 kHz PCM in 100 ms appends, 10 ms apart (10x real time)."""
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    for start in range(0, len(pcm), 3200):
+        await _send(socket, {"type": "input_audio_buffer.append",
+                             "audio": base64.b64encode(pcm[start : start + 3200]).decode()})
+        await asyncio.sleep(0.01)
+
+
+async def _close_session(socket: StandInSocket, running: asyncio.Task, registry: object) -> None:
+    """Wait until every turn that started has its `.completed`, then hang up."""
+    for _ in range(600):
+        if socket.kinds().count(COMPLETED) >= socket.kinds().count("input_audio_buffer.speech_started"):
+            break
+        await asyncio.sleep(0.1)
+    await socket.incoming.put({"type": "websocket.disconnect", "code": 1000})
+    await asyncio.wait_for(running, 30)
+    registry.shutdown()
+
+
 def test_a_live_turn_is_decoded_without_running_the_vad_again(monkeypatch):
     """JFK at 10x real time with server VAD: deltas while it plays and the turn's `.completed`, and
     the recognizer's VAD is never called (the live VAD's scores are handed to every decode)."""
     import amanuensis.asr.batched as batched
-    from amanuensis.server.realtime.config import SessionConfig
-    from amanuensis.server.realtime.registry import SessionRegistry
-    from amanuensis.server.realtime.session import RealtimeSession
 
     calls: list[int] = []
 
@@ -79,29 +112,13 @@ def test_a_live_turn_is_decoded_without_running_the_vad_again(monkeypatch):
 
     monkeypatch.setattr(batched, "detect_speech", no_vad)
     audio = np.concatenate([np.zeros(16000, np.float32), decode_audio(JFK), np.zeros(24000, np.float32)])
-    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
 
     async def scenario() -> StandInSocket:
-        socket, registry = StandInSocket(), SessionRegistry(1)
-        registry.try_open("sess_test")
-        session = RealtimeSession(socket, session_id="sess_test", registry=registry, pool=_Pool(), slot=0,
-                                  config=SessionConfig(), idle_timeout=60, send_timeout=10)
-        running = asyncio.create_task(session.run())
-        update = {"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
-            "format": {"type": "audio/pcm", "rate": 16000}}}}}
-        await socket.incoming.put({"type": "websocket.receive", "text": json.dumps(update)})
-        for start in range(0, len(pcm), 3200):  # 100 ms appends, 10 ms apart
-            piece = base64.b64encode(pcm[start : start + 3200]).decode()
-            append = {"type": "input_audio_buffer.append", "audio": piece}
-            await socket.incoming.put({"type": "websocket.receive", "text": json.dumps(append)})
-            await asyncio.sleep(0.01)
-        for _ in range(600):  # every turn that started has its `.completed`
-            if socket.kinds().count(COMPLETED) >= socket.kinds().count("input_audio_buffer.speech_started"):
-                break
-            await asyncio.sleep(0.1)
-        await socket.incoming.put({"type": "websocket.disconnect", "code": 1000})
-        await asyncio.wait_for(running, 30)
-        registry.shutdown()
+        socket, running, registry = await _open_session()
+        await _send(socket, {"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
+            "format": {"type": "audio/pcm", "rate": 16000}}}}})
+        await _append(socket, audio)
+        await _close_session(socket, running, registry)
         return socket
 
     socket = asyncio.run(scenario())
@@ -112,3 +129,26 @@ def test_a_live_turn_is_decoded_without_running_the_vad_again(monkeypatch):
     text = re.sub(r"[^\w' ]", "", " ".join(event["transcript"] for event in completed).lower())
     assert "fellow americans" in text and "ask not what your country can do for you" in text, text
     assert all(event["amanuensis"]["words"] for event in completed), completed
+
+
+def test_turn_detection_changed_mid_stream_keeps_stream_time():
+    """Two seconds of silence, new server VAD settings, then JFK: the turn starts where JFK does in the
+    stream (a detector restarted at zero would put it two seconds early and cut the wrong audio)."""
+    silence, jfk = np.zeros(32000, np.float32), decode_audio(JFK)
+
+    async def scenario() -> StandInSocket:
+        socket, running, registry = await _open_session()
+        await _send(socket, {"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
+            "format": {"type": "audio/pcm", "rate": 16000}}}}})
+        await _append(socket, silence)
+        await _send(socket, {"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
+            "turn_detection": {"type": "server_vad", "threshold": 0.4, "silence_duration_ms": 700}}}}})
+        await _append(socket, np.concatenate([jfk, np.zeros(24000, np.float32)]))
+        await _close_session(socket, running, registry)
+        return socket
+
+    socket = asyncio.run(scenario())
+    started = [event for event in socket.sent if event["type"] == "input_audio_buffer.speech_started"]
+    assert started and started[0]["audio_start_ms"] >= 2000, started
+    completed = " ".join(event["transcript"] for event in socket.sent if event["type"] == COMPLETED).lower()
+    assert "fellow americans" in completed, completed

@@ -76,6 +76,20 @@ def test_live_vad_in_100ms_pieces_equals_one_pass():
     assert np.max(np.abs(streamed - offline[: len(streamed)])) < 1e-4
 
 
+def test_live_vad_started_mid_stream_keeps_the_stream_frame_grid():
+    audio = decode_audio(JFK)
+    start = 16000 + 100  # not on a frame boundary: the 412 samples before frame 32 are skipped
+    live = LiveVad(start=start)
+    assert live.frames == 32
+    probs = np.concatenate([live.feed(audio[i : i + 1600]) for i in range(0, len(audio), 1600)])
+    aligned = LiveVad().feed(audio[32 * 512 - start :])
+    assert live.frames == 32 + len(probs) and np.array_equal(probs, aligned)
+    turns = LiveTurns(TurnDetection(), start=start)
+    events = [e for i in range(0, len(audio), 1600) for e in turns.feed(audio[i : i + 1600])]
+    assert events and all(e.sample >= start - 16000 * 0.3 for e in events)  # stream time (less the padding)
+    assert turns.scores.window(start + 412, 512) is not None and turns.scores.window(0, 512) is None
+
+
 def _jfk_turn_events(detection: TurnDetection) -> list:
     """The live-turn events of JFK between 1 s silences, fed in 100 ms pieces."""
     silence = np.zeros(16000, dtype=np.float32)

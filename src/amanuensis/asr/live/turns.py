@@ -53,8 +53,8 @@ class SpeechScores:
     kept from a frame on: a decode of a window of the stream takes its scores from here instead of
     running the VAD over the window again."""
 
-    def __init__(self) -> None:
-        self.first = 0  # stream frame of self._scores[0]
+    def __init__(self, first: int = 0) -> None:
+        self.first = first  # stream frame of self._scores[0]
         self._scores = np.zeros(0, dtype=np.float32)
 
     @property
@@ -88,13 +88,16 @@ class LiveVad:
     """Silero over audio that arrives in pieces: the recurrent state and the 64-sample context are
     carried from call to call, so the probabilities equal those of one pass over the whole stream."""
 
-    def __init__(self, vad: SileroVad | None = None) -> None:
+    def __init__(self, vad: SileroVad | None = None, start: int = 0) -> None:
+        """`start`: the stream sample the first audio fed is; frames stay on the stream's 512-sample grid
+        (the samples before the first whole frame are skipped)."""
         self.vad = vad or default_vad()
         self._h = np.zeros((1, 1, 128), dtype=np.float32)
         self._c = np.zeros((1, 1, 128), dtype=np.float32)
         self._context = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
         self._pending = np.zeros(0, dtype=np.float32)
-        self.frames = 0
+        self.frames = -(-start // FRAME_SAMPLES)
+        self._skip = self.frames * FRAME_SAMPLES - start
 
     def reset(self) -> None:
         """Forget the recurrent state (Silero, carried over a long stream, can go deaf to a new voice)."""
@@ -107,7 +110,11 @@ class LiveVad:
 
     def feed_with_rms(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Speech probability and RMS of every 512-sample frame completed by `samples`."""
-        audio = np.concatenate([self._pending, np.asarray(samples, dtype=np.float32)])
+        samples = np.asarray(samples, dtype=np.float32)
+        if self._skip:
+            skipped, samples = samples[: self._skip], samples[self._skip :]
+            self._skip -= len(skipped)
+        audio = np.concatenate([self._pending, samples])
         count = len(audio) // FRAME_SAMPLES
         self._pending = audio[count * FRAME_SAMPLES :]
         if count == 0:
@@ -132,16 +139,17 @@ class LiveTurns:
     shut until it has heard some. Silero's state is reset after each turn."""
 
     def __init__(self, options: TurnDetection, vad: SileroVad | None = None,
-                 gate: VadOptions | None = None) -> None:
+                 gate: VadOptions | None = None, start: int = 0) -> None:
+        """`start`: the stream sample the first audio fed is (turn detection switched on mid-stream)."""
         self.options = options
         self.gate = gate or VadOptions()
-        self.live = LiveVad(vad)
+        self.live = LiveVad(vad, start)
         self.in_speech = False
         self._silent_frames = 0
         self._quiet_frames = 0  # frames in a row Silero alone calls silence
         self._turn_frames = 0
         self._speech_rms: collections.deque[float] = collections.deque(maxlen=LEVEL_FRAMES)
-        self.scores = SpeechScores()
+        self.scores = SpeechScores(first=self.live.frames)
         """Every frame's score (Silero's, raised by the energy gate), for the decodes of the stream's turns."""
 
     def _scores(self, probs: np.ndarray, rms: np.ndarray) -> list[float]:

@@ -28,7 +28,7 @@ import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ...asr.live.streaming import StreamingPolicy, TurnBuffer
-from ...asr.live.turns import LiveTurns
+from ...asr.live.turns import LiveTurns, TurnDetection
 from ...constants import SAMPLE_RATE
 from ...errors import AmanuensisError, OptionsError
 from ...pipeline import Transcriber
@@ -214,10 +214,10 @@ class RealtimeSession:
             raise ProtocolError(str(exc), params.get(exc.param or "", exc.param), "invalid_value",
                                 event.event_id) from exc
         if config.format != self.config.format:
-            self._take_audio(self.input.flush(), [])
+            self._take_flushed()
             self.input = InputDecoder(config.format)
         if config.turn_detection != self.config.turn_detection:
-            self.turns = LiveTurns(config.turn_detection) if config.turn_detection else None
+            self._detect_turns(config.turn_detection)
         self.config = config
         self.decoder.recognizer = Recognizer(config, transcriber, name)
         if isinstance(event, BetaSessionUpdate):
@@ -237,6 +237,21 @@ class RealtimeSession:
                 raise ProtocolError(f"the input audio buffer holds {held:.0f} s; commit it before appending more "
                                     f"(at most {MAX_TURN_SECONDS:g} s a turn)", "audio", "buffer_full", event.event_id)
         self._take_audio(samples, vad_events)
+
+    def _detect_turns(self, options: TurnDetection | None) -> None:
+        """Server VAD on, off or with new settings. One already on keeps its place in the stream (and the
+        turn it has open); a new one starts at the stream's next sample, so its events keep stream time."""
+        if options is None:
+            self.turns = None
+        elif self.turns is not None:
+            self.turns.options = options
+        else:
+            self.turns = LiveTurns(options, start=self.buffer.received)
+
+    def _take_flushed(self) -> None:
+        """The input decoder's held samples into the stream, through the turn detector like any audio."""
+        samples = self.input.flush()
+        self._take_audio(samples, self.turns.feed(samples) if self.turns is not None and len(samples) else [])
 
     def _ingest(self, data: bytes) -> tuple[np.ndarray, list]:
         """In a worker thread: bytes → 16 kHz samples → VAD events."""
@@ -277,7 +292,7 @@ class RealtimeSession:
         decoder.audio_added()
 
     def _commit(self, event: BufferEvent) -> None:
-        self._take_audio(self.input.flush(), [])
+        self._take_flushed()
         if self.decoder.turn is None or not len(self.buffer.turn_audio()):
             raise ProtocolError("the input audio buffer is empty: append audio before committing", None,
                                 "input_audio_buffer_commit_empty", event.event_id)
@@ -302,7 +317,7 @@ class RealtimeSession:
     def _close_turn(self, end: int, flush: bool = False) -> None:
         """Commit the open turn up to `end`: `committed` now, its final decode queued."""
         if flush:
-            self._take_audio(self.input.flush(), [])
+            self._take_flushed()
             end = self.buffer.received
         item_id = self.decoder.close_turn(end)
         if item_id is None:
