@@ -49,10 +49,12 @@ def cluster_embeddings(
     return refine(embeddings, labels)
 
 
-def centroids(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Unit-length mean embedding of each label 0..k-1 (k, d)."""
-    k = int(labels.max()) + 1
-    means = np.stack([embeddings[labels == c].mean(axis=0) for c in range(k)])
+def centroids(embeddings: np.ndarray, labels: np.ndarray, k: int | None = None) -> np.ndarray:
+    """Unit-length mean embedding of each label 0..k-1 (k, d; k defaults to the largest label + 1); a
+    label without members gets a zero vector, alike to nothing."""
+    k = int(labels.max()) + 1 if k is None else k
+    zero = np.zeros(embeddings.shape[1], dtype=embeddings.dtype)
+    means = np.stack([embeddings[labels == c].mean(axis=0) if (labels == c).any() else zero for c in range(k)])
     return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-8)
 
 

@@ -69,6 +69,11 @@ class LocalSpeakers:
     embeddings: np.ndarray
     clean_s: np.ndarray
 
+    @property
+    def offsets(self) -> list[int]:
+        """Each chunk's start in segmentation frames of the whole recording."""
+        return [round(start / SAMPLE_RATE / FRAME_STEP_S) for start in self.starts]
+
 
 def diarize(
     samples: np.ndarray,
@@ -256,9 +261,7 @@ def _place_leftovers(
         rows = leftover[groups == group]
         if heard_seconds(local, rows) >= options.min_new_speaker_s and (max_speakers is None or k < max_speakers):
             labels[rows], placed[rows], k = k, True, k + 1
-    sums = np.zeros((k, local.embeddings.shape[1]), dtype=np.float64)
-    np.add.at(sums, labels[placed], local.embeddings[placed])
-    centres = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-8)
+    centres = centroids(local.embeddings[placed], labels[placed], k)
     for row in leftover[~placed[leftover]]:
         others = np.flatnonzero((local.chunk_of == local.chunk_of[row]) & placed)
         ranked = np.argsort(-(centres @ local.embeddings[row]))
@@ -270,10 +273,8 @@ def _place_leftovers(
 
 def heard_seconds(local: LocalSpeakers, rows: np.ndarray) -> float:
     """Seconds of audio the units `rows` cover, each moment once however many chunks heard it."""
-    frames = [
-        round(local.starts[local.chunk_of[row]] / SAMPLE_RATE / FRAME_STEP_S) + np.flatnonzero(local.masks[row])
-        for row in rows
-    ]
+    offsets = local.offsets
+    frames = [offsets[local.chunk_of[row]] + np.flatnonzero(local.masks[row]) for row in rows]
     return len(np.unique(np.concatenate(frames))) * FRAME_STEP_S if frames else 0.0
 
 
@@ -296,7 +297,7 @@ def reconstruct(
     active = np.zeros((n_global, k), dtype=np.float32)
     voices = np.zeros(n_global, dtype=np.float32)
     covered = np.zeros(n_global, dtype=np.float32)
-    offsets = [round(start / SAMPLE_RATE / FRAME_STEP_S) for start in local.starts]
+    offsets = local.offsets
     weight = np.hamming(per_frame).astype(np.float32)
     for offset, found in zip(offsets, local.activity):
         covered[offset : offset + per_frame] += weight

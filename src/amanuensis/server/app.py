@@ -19,7 +19,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from .auth import DOCS_ASSETS, install_api_key_guard
+from .auth import DOCS_ASSETS, DOCS_URL, REDOC_URL, install_api_key_guard
 from .errors import install_error_handlers
 from .jobs_routes import install_jobs, start_jobs, stop_jobs
 from .metrics import Metrics
@@ -140,6 +140,8 @@ def create_app(settings: ServerSettings | None = None, service: TranscriptionSer
         version=__version__,
         summary="Speech to text: Whisper on CTranslate2, OpenAI-compatible.",
         lifespan=lifespan,
+        docs_url=DOCS_URL,
+        redoc_url=REDOC_URL,
         static_url=DOCS_ASSETS,
     )
     app.state.settings = settings

@@ -27,7 +27,8 @@ STATIC_PREFIX = "/static/"
 DOCS_ASSETS = STATIC_PREFIX + "docs"
 """Where Swagger UI's and ReDoc's scripts are served from (the fastapi-offline package): the docs pages
 need nothing from the internet."""
-DOCS_PAGES = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+DOCS_URL = "/docs"
+REDOC_URL = "/redoc"
 
 
 def match_api_key(keys: list[str], token: str) -> str | None:
@@ -40,7 +41,7 @@ def match_api_key(keys: list[str], token: str) -> str | None:
 
 def docs_paths(app: FastAPI) -> frozenset[str]:
     """The API docs' paths: Swagger UI, its OAuth redirect, ReDoc and the OpenAPI schema."""
-    return DOCS_PAGES | {app.openapi_url}
+    return frozenset(filter(None, (DOCS_URL, app.swagger_ui_oauth2_redirect_url, REDOC_URL, app.openapi_url)))
 
 
 class ApiKeyGuard:

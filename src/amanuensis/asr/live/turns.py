@@ -111,9 +111,8 @@ class LiveVad:
     def feed_with_rms(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Speech probability and RMS of every 512-sample frame completed by `samples`."""
         samples = np.asarray(samples, dtype=np.float32)
-        if self._skip:
-            skipped, samples = samples[: self._skip], samples[self._skip :]
-            self._skip -= len(skipped)
+        cut = min(self._skip, len(samples))
+        samples, self._skip = samples[cut:], self._skip - cut
         audio = np.concatenate([self._pending, samples])
         count = len(audio) // FRAME_SAMPLES
         self._pending = audio[count * FRAME_SAMPLES :]
